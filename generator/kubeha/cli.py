@@ -1,0 +1,158 @@
+"""The ``kubeha`` command line: parse arguments, call one library function, map errors to exit codes.
+
+Library errors are :class:`~kubeha.errors.KubehaError`; each has an exit code. Problems go to stderr as
+``FILE:LINE: error: PATH: MESSAGE``; results go to stdout (``--json`` for machine-readable output).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .errors import ExitCode, InvalidInput, KubehaError, Problem
+
+app = typer.Typer(
+    name="kubeha",
+    help="Highly available Kubernetes control planes (keepalived + haproxy static pods) for air-gapped "
+    "installs: inventory -> cloud-init / Ignition -> signed offline bundles.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_is_help=True)
+app.add_typer(gen_app, name="gen")
+
+
+class Format(str, Enum):
+    """Output formats of ``kubeha gen userdata``."""
+
+    cloud_init = "cloud-init"
+    ignition = "ignition"
+
+
+InventoryArg = Annotated[
+    Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
+                         show_default=False)
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def print_problems(problems: list[Problem]) -> None:
+    """All problems, sorted, one per line on stderr, then a one-line summary."""
+    for p in sorted(problems):
+        _err(str(p))
+    errors = sum(p.is_error for p in problems)
+    warnings = len(problems) - errors
+    if errors:
+        _err(f"kubeha: {errors} error(s), {warnings} warning(s); nothing written")
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Turn KubehaError into its message on stderr and its exit code; never a traceback."""
+    try:
+        yield
+    except InvalidInput as exc:
+        print_problems(exc.problems)
+        raise typer.Exit(exc.exit_code) from None
+    except KubehaError as exc:
+        _err(f"kubeha: error: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("kubeha: interrupted; nothing written")
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"kubeha {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Highly available Kubernetes control planes for air-gapped installs."""
+
+
+@app.command()
+def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+    """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
+    from .context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
+    from .generate import load_cluster  # noqa: PLC0415
+
+    with reporting():
+        loaded = load_cluster(inventory, strict=strict)
+    for p in loaded.warnings:
+        _err(str(p))
+    result = plan(loaded.cluster)
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return
+    _print_plan(result)
+
+
+def _print_plan(result: dict[str, object]) -> None:
+    print(f"cluster {result['cluster']}: endpoint {result['endpoint']}, VIP {result['vip']}, "
+          f"virtual_router_id {result['virtual_router_id']}")
+    print(f"profile {result['profile']}: VRRP{result['vrrp']}, check weight {result['weight']}")
+    masters = result["masters"]
+    assert isinstance(masters, list)
+    for m in masters:
+        print(f"  {m['name']:<20} {m['address']:<16} {m['state']:<7} priority {m['priority']:>3}  {m['interface']}")
+    workers = result["workers"]
+    assert isinstance(workers, list)
+    print(f"  + {len(workers)} worker(s) reaching the control plane at {result['endpoint']}")
+    budget = result["failover_worst_case_s"]
+    assert isinstance(budget, dict)
+    print(f"worst-case failover: {budget['haproxy_or_apiserver_path']} s when haproxy or the apiserver path "
+          f"fails, {budget['link_or_power_loss']} s on link or power loss "
+          f"(haproxy marks a dead apiserver down in {budget['haproxy_marks_dead_apiserver_down']} s)")
+
+
+@gen_app.command("userdata")
+def gen_userdata(
+    inventory: InventoryArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node.")
+                      ] = Path("out"),
+    fmt: Annotated[Format, typer.Option("--format", help="Document format.")] = Format.cloud_init,
+    strict: StrictOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
+    from .generate import build_documents, cloud_init_files, write_tree  # noqa: PLC0415
+
+    with reporting():
+        loaded, docs = build_documents(inventory, strict=strict)
+        if fmt is Format.ignition:
+            from .ignition import ignition_files  # noqa: PLC0415
+
+            files = {d.name: ignition_files(d) for d in docs}
+        else:
+            files = {d.name: cloud_init_files(d) for d in docs}
+        for p in loaded.warnings:
+            _err(str(p))
+        write_tree(output, files)
+    rows = [{"node": d.name, "role": d.role, "dir": str(output / d.name),
+             "files": {k: len(v) for k, v in files[d.name].items()}} for d in docs]
+    if as_json:
+        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows}, indent=2, sort_keys=True))
+        return
+    for row in rows:
+        sizes = ", ".join(f"{k} {v:,} B" for k, v in row["files"].items())  # type: ignore[attr-defined]
+        print(f"{row['node']:<20} {row['role']:<7} {sizes}  -> {row['dir']}/")

@@ -1,0 +1,124 @@
+"""Every derived per-node value, so that templates only print and loop ("dumb templates, smart context").
+
+Also the failover budget the settings imply and the warnings about settings known to flap (LAB.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Location, Problem
+from .model import Cluster, Master
+
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+CHECK_SCRIPT = "/etc/keepalived/check_apiserver.sh"
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+MANIFESTS_DIR = "/etc/kubernetes/manifests"
+STAGED_MANIFESTS_DIR = "/etc/kubeha/manifests"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One haproxy server line: an apiserver."""
+
+    name: str
+    address: str
+    port: int
+
+
+def _fmt_seconds(value: float) -> str:
+    """Keepalived wants plain decimals: 0.1, 1, 2.5."""
+    return f"{value:g}"
+
+
+def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict[str, Any]:
+    """Everything keepalived.conf, check_apiserver.sh and haproxy.cfg print for ``master``."""
+    p = cluster.profile
+    peers = [str(m.address) for m in cluster.masters if m.name != master.name]
+    auth = (cluster.auth_pass or secret) if p.vrrp_version == 2 else None
+    return {
+        "node": master.name,
+        "cluster": cluster.name,
+        "state": master.state,
+        "priority": master.priority,
+        "interface": master.interface,
+        "address": str(master.address),
+        "virtual_router_id": cluster.virtual_router_id,
+        "vrrp_version": p.vrrp_version,
+        "advert_int": _fmt_seconds(p.advert_int),
+        "unicast": cluster.vrrp_mode == "unicast",
+        "unicast_peers": peers,
+        "auth_pass": auth,
+        "vip": str(cluster.vip),
+        "check_script": CHECK_SCRIPT,
+        "check_interval": p.check_interval,
+        "check_timeout": p.check_timeout,
+        "check_fall": p.check_fall,
+        "check_rise": p.check_rise,
+        "weight": cluster.weight,
+        "lb_port": cluster.lb_port,
+        "health_port": cluster.health_port,
+        "health_path": cluster.health_path,
+        "curl_connect_timeout": _fmt_seconds(p.curl_connect_timeout),
+        "curl_max_time": _fmt_seconds(p.curl_max_time),
+        "backends": [Backend(m.name, str(m.address), cluster.apiserver_port) for m in cluster.masters],
+        "hap": {
+            "inter": f"{p.hap_inter_ms}ms",
+            "fastinter": f"{p.hap_fastinter_ms}ms",
+            "downinter": f"{p.hap_downinter_ms}ms",
+            "fall": p.hap_fall,
+            "rise": p.hap_rise,
+            "timeout_connect": f"{p.hap_timeout_connect_ms}ms",
+            "timeout_check": f"{p.hap_timeout_check_ms}ms",
+            "fast_markdown": p.hap_fast_markdown,
+            "redispatch": p.hap_redispatch,
+        },
+    }
+
+
+def needs_secret(cluster: Cluster) -> bool:
+    """VRRPv2 carries a PASS secret; VRRPv3 has no authentication (keepalived ignores it with a warning)."""
+    return cluster.profile.vrrp_version == 2 and cluster.auth_pass is None
+
+
+def plan(cluster: Cluster) -> dict[str, Any]:
+    """The derived plan `kubeha check` prints: roles, priorities, VRID, endpoint and failover budget."""
+    p = cluster.profile
+    return {
+        "cluster": cluster.name,
+        "endpoint": cluster.endpoint,
+        "vip": str(cluster.vip),
+        "virtual_router_id": cluster.virtual_router_id,
+        "profile": p.name,
+        "vrrp": f"v{p.vrrp_version} {cluster.vrrp_mode}, advert {_fmt_seconds(p.advert_int)} s",
+        "weight": -cluster.weight,
+        "masters": [
+            {"name": m.name, "address": str(m.address), "state": m.state, "priority": m.priority,
+             "interface": m.interface}
+            for m in cluster.masters
+        ],
+        "workers": [{"name": w.name, "address": str(w.address)} for w in cluster.workers],
+        "failover_worst_case_s": {
+            "haproxy_or_apiserver_path": round(p.path_failover_s(), 2),
+            "link_or_power_loss": round(p.link_failover_s(), 2),
+            "haproxy_marks_dead_apiserver_down": round(p.hap_markdown_s, 2),
+        },
+    }
+
+
+def timing_warnings(cluster: Cluster) -> list[Problem]:
+    """Settings that measured badly in LAB.md: slow haproxy checks let a healthy backup fail its check."""
+    p = cluster.profile
+    loc = Location(cluster.source, 0)
+    out = []
+    if p.hap_markdown_s >= p.check_interval * p.check_fall:
+        out.append(Problem(loc, "profile", (
+            f"haproxy needs up to {p.hap_markdown_s:g} s to mark a dead apiserver down, while keepalived's check "
+            f"fails after {p.check_interval * p.check_fall} s: a healthy BACKUP whose check lands on the dead "
+            "backend drops its priority too and the VIP can flap (use profile fast)"), "warning"))
+    if p.path_failover_s() > 5:
+        out.append(Problem(loc, "profile", (
+            f"the VIP can take {p.path_failover_s():g} s to leave a node whose haproxy or apiserver failed "
+            "(profile fast: about 2 s worst case)"), "warning"))
+    return out

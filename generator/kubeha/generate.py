@@ -1,0 +1,148 @@
+"""The library behind ``kubeha check`` and ``kubeha gen``: inventory -> cluster -> per-node documents.
+
+Pure up to :func:`write_tree`, which is the only step that touches the output directory: it writes to a
+temporary directory beside the output and renames each node's directory into place at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import string
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cloudinit, inventory
+from .context import needs_secret, timing_warnings
+from .errors import InvalidInput, Location, Problem
+from .files import NodeDocument
+from .model import Cluster, build_cluster
+from .render import BundleRef, render_cluster
+
+__all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
+
+SECRET_SUFFIX = ".vrrp-secret"
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+_URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A validated cluster and the warnings found on the way."""
+
+    cluster: Cluster
+    warnings: list[Problem]
+
+
+def load_cluster(path: Path, *, strict: bool = False) -> Loaded:
+    """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong."""
+    raw = inventory.load(path)
+    default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:63] or "kubernetes"
+    cluster, problems = build_cluster(raw, default_name)
+    if cluster is not None:
+        problems = sorted(problems + timing_warnings(cluster))
+    if cluster is None or (strict and problems):
+        if strict:
+            problems = [Problem(p.location, p.path, p.message, "error") for p in problems]
+        raise InvalidInput(problems)
+    return Loaded(cluster, problems)
+
+
+def secret_path(inventory_path: Path) -> Path:
+    """Where the cluster's generated VRRP secret lives: beside the inventory."""
+    return inventory_path.with_name(inventory_path.name + SECRET_SUFFIX)
+
+
+def read_secret(inventory_path: Path, *, create: bool) -> str | None:
+    """The cluster's VRRP PASS secret, generated once (8 chars, 0600) when ``create`` and missing."""
+    path = secret_path(inventory_path)
+    loc = Location(str(path), 1)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+        return _create_secret(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput([Problem(loc, "secret", f"cannot read: {exc}")]) from None
+    if not re.fullmatch(r"[A-Za-z0-9_.+=@%^*-]{1,8}", text):
+        raise InvalidInput([Problem(loc, "secret", "must be 1-8 characters (VRRP PASS authentication)")])
+    if path.stat().st_mode & 0o077:
+        raise InvalidInput([Problem(loc, "secret", "readable by group or others: chmod 600 it")])
+    return text
+
+
+def _create_secret(path: Path) -> str:
+    value = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(8))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def check_bundle_source(source: str) -> None:
+    """A bundle source must be ``cidata``, an absolute path, or an http(s) URL (it lands in a shell env file)."""
+    if source == "cidata" or _PATH.match(source) or _URL.match(source):
+        return
+    raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
+                                f"{source!r} is not cidata, an absolute path or an http(s) URL")])
+
+
+def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | None = None,
+                    create_secret: bool = True) -> tuple[Loaded, list[NodeDocument]]:
+    """Validate the inventory and render every node's format-independent document."""
+    loaded = load_cluster(path, strict=strict)
+    secret = read_secret(path, create=create_secret) if needs_secret(loaded.cluster) else None
+    if bundle is not None:
+        check_bundle_source(bundle.source)
+    return loaded, render_cluster(loaded.cluster, secret, bundle)
+
+
+def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
+    """One node's NoCloud files: user-data and meta-data."""
+    user_data = cloudinit.to_user_data(doc, encode_files=encode_files)
+    return {"user-data": user_data.encode(), "meta-data": cloudinit.to_meta_data(doc, user_data).encode()}
+
+
+def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
+                       strict: bool = False) -> dict[str, dict[str, bytes]]:
+    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition")."""
+    _, docs = build_documents(path, strict=strict, bundle=bundle)
+    if fmt == "ignition":
+        from .ignition import ignition_files  # noqa: PLC0415 - only this format needs it
+
+        return {d.name: ignition_files(d) for d in docs}
+    return {d.name: cloud_init_files(d) for d in docs}
+
+
+def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]:
+    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), all or nothing.
+
+    Everything is written under a temporary directory inside ``out`` first; each node directory is then
+    renamed into place, replacing an older one, so no node directory is ever half-written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".kubeha-tmp-", dir=out))
+    written = []
+    try:
+        for node, files in docs.items():
+            ndir = tmp / node
+            ndir.mkdir(mode=0o700)
+            for name, data in files.items():
+                fd = os.open(ndir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+        for node in docs:
+            final = out / node
+            if final.exists():
+                (final).rename(tmp / f".old-{node}")
+            (tmp / node).rename(final)
+            written.append(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written

@@ -1,0 +1,125 @@
+"""Render one node's files from the Jinja2 templates in templates/ and the context from context.py.
+
+Templates only print and loop; a missing variable is an error (StrictUndefined), never an empty string.
+YAML documents (the static pods) are built as data in manifests.py, not templated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import manifests
+from .context import (
+    CHECK_SCRIPT,
+    HAPROXY_CFG,
+    KEEPALIVED_CONF,
+    MANIFESTS_DIR,
+    STAGED_MANIFESTS_DIR,
+    master_context,
+)
+from .files import NodeDocument, RenderedFile, SystemdUnit
+from .model import Cluster, Master, Worker
+
+INSTALL_SCRIPT = "/usr/local/sbin/kubeha-install"
+INSTALL_UNIT = "kubeha-install.service"
+INSTALL_ENV = "/etc/kubeha/install.env"
+BUNDLE_KEY = "/etc/kubeha/bundle-key.asc"
+CONTROL_PLANE_ENV = "/etc/kubeha/control-plane.env"
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """How a node finds and trusts its offline bundle (set when documents are packed into a bundle)."""
+
+    public_key: str  # ASCII-armored OpenPGP public key that signed SHA256SUMS
+    source: str = "cidata"  # "cidata", a local path, or an http(s) URL
+    runtime: str = "containerd"  # or "docker"
+
+
+def templates_dir() -> Path:
+    """The templates/ folder: the source tree's when running from a checkout, else the packaged copy."""
+    here = Path(__file__).resolve().parents[2] / "templates"
+    if here.is_dir():
+        return here
+    return Path(str(resources.files("kubeha.templates")))
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """The one Jinja environment: strict, newline-preserving, block-trimming."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - these are config files, not HTML
+    )
+
+
+def render_template(dest: str, context: dict[str, Any]) -> str:
+    """Render the template that produces ``dest`` (templates mirror where files land, plus ``.j2``)."""
+    return environment().get_template(dest.lstrip("/") + ".j2").render(context)
+
+
+def _common(cluster: Cluster, name: str) -> dict[str, Any]:
+    return {"node": name, "cluster": cluster.name, "endpoint": cluster.endpoint, "vip": str(cluster.vip.ip),
+            "lb_port": cluster.lb_port}
+
+
+def render_master(cluster: Cluster, master: Master, secret: str | None,
+                  bundle: BundleRef | None = None) -> NodeDocument:
+    """keepalived.conf (0600: it may hold the VRRP secret), the check script, haproxy.cfg, both pods."""
+    ctx = master_context(cluster, master, secret)
+    conf = render_template(KEEPALIVED_CONF, ctx)
+    script = render_template(CHECK_SCRIPT, ctx)
+    hacfg = render_template(HAPROXY_CFG, ctx)
+    pods_dir = STAGED_MANIFESTS_DIR if bundle else MANIFESTS_DIR
+    files = [
+        RenderedFile(KEEPALIVED_CONF, conf, 0o600),
+        RenderedFile(CHECK_SCRIPT, script, 0o755),
+        RenderedFile(HAPROXY_CFG, hacfg, 0o644),
+        RenderedFile(f"{pods_dir}/keepalived.yaml",
+                     manifests.dump(manifests.keepalived_pod(cluster, conf, script), "manifests.keepalived_pod"),
+                     0o600),
+        RenderedFile(f"{pods_dir}/haproxy.yaml",
+                     manifests.dump(manifests.haproxy_pod(cluster, hacfg), "manifests.haproxy_pod"), 0o600),
+        RenderedFile(CONTROL_PLANE_ENV, render_template(CONTROL_PLANE_ENV, _common(cluster, master.name))),
+    ]
+    units: tuple[SystemdUnit, ...] = ()
+    first_boot: tuple[tuple[str, ...], ...] = ()
+    if bundle:
+        files += _install_files(master.name, bundle)
+        units = (SystemdUnit(INSTALL_UNIT, render_template(f"/etc/systemd/system/{INSTALL_UNIT}", {})),)
+        first_boot = ((INSTALL_SCRIPT,),)
+    return NodeDocument(master.name, master.name, "master", str(master.address), tuple(sorted(files)),
+                        units, first_boot)
+
+
+def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
+    env = {"node": node, "source": bundle.source, "runtime": bundle.runtime, "key": BUNDLE_KEY}
+    return [
+        RenderedFile(INSTALL_SCRIPT, render_template(INSTALL_SCRIPT, {}), 0o755),
+        RenderedFile(INSTALL_ENV, render_template(INSTALL_ENV, env), 0o644),
+        RenderedFile(BUNDLE_KEY, bundle.public_key if bundle.public_key.endswith("\n")
+                     else bundle.public_key + "\n", 0o644),
+    ]
+
+
+def render_worker(cluster: Cluster, worker: Worker) -> NodeDocument:
+    """Workers only need to know where the control plane is."""
+    env = render_template(CONTROL_PLANE_ENV, _common(cluster, worker.name))
+    return NodeDocument(worker.name, worker.name, "worker", str(worker.address),
+                        (RenderedFile(CONTROL_PLANE_ENV, env),))
+
+
+def render_cluster(cluster: Cluster, secret: str | None, bundle: BundleRef | None = None) -> list[NodeDocument]:
+    """Documents for every node, masters first, in inventory order."""
+    docs = [render_master(cluster, m, secret, bundle) for m in cluster.masters]
+    return docs + [render_worker(cluster, w) for w in cluster.workers]

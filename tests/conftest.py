@@ -1,0 +1,24 @@
+"""Shared test options and fixtures: ``--update-golden``, the CLI runner, and where the repo is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CASES = REPO / "tests" / "cases"
+# Slow fixtures (debootstrapped trees, images) are built once and kept here across runs.
+os.environ.setdefault("KUBEHA_CACHE", str(REPO / ".cache"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/cases/*/expected from the current output (review the diff!)")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
