@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kubeha_test import run
 
 GOOD_INI_MASTERS = "198.18.0.11 name=m1\n198.18.0.12 name=m2\n"
@@ -30,6 +31,7 @@ CASES: list[tuple[str, str, str | bytes, int, str]] = [
     ("binary-file", ".ini", b"\x7fELF\x02\x01\x00\x00binary", 1, "not a text file"),
     ("not-utf8", ".ini", b"[k8s-master]\n198.18.0.11 name=caf\xe9\n", 2, "not valid UTF-8"),
     ("yaml-syntax", ".yaml", "cluster:\n  vip: [198.18.0.10\nmasters: []\n", 3, "YAML syntax"),
+    ("yaml-control-char", ".yaml", "cluster:\n  vip: \x1b\n", 2, "does not allow the character U+001B"),
     ("yaml-not-mapping", ".yaml", "- just\n- a list\n", 1, "top level must be a mapping"),
     ("yaml-duplicate-key", ".yaml", yml("  vip: 198.18.0.10\n  vip: 198.18.0.9\n"), 3, "duplicate key"),
     ("yaml-missing-masters", ".yaml", "cluster:\n  vip: 198.18.0.10\n", 1, "masters: missing"),

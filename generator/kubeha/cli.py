@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +31,7 @@ gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_
 app.add_typer(gen_app, name="gen")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of ``kubeha gen userdata``."""
 
     cloud_init = "cloud-init"

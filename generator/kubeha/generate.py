@@ -25,7 +25,7 @@ from .render import BundleRef, render_cluster
 
 __all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
 
-SECRET_SUFFIX = ".vrrp-secret"
+SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")

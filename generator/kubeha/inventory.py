@@ -267,7 +267,13 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str, inv: RawInventory) -> None:
-    loader = _LineLoader(text)
+    try:
+        loader = _LineLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        inv.problems.append(Problem(Location(inv.path, line), "inventory",
+                                    f"YAML does not allow the character U+{exc.character:04X}"))
+        return
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

@@ -355,7 +355,8 @@ def _workers(chk: _Checker, raw: RawInventory) -> list[Worker]:
 def _unique_hosts(chk: _Checker, raw: RawInventory, masters: list[Master], workers: list[Worker]) -> None:
     names: dict[str, Location] = {}
     addrs: dict[ipaddress.IPv4Address, Location] = {}
-    for node in [*masters, *workers]:
+    nodes: list[Master | Worker] = [*masters, *workers]
+    for node in nodes:
         if node.name in names:
             chk.error(node.location, node.name, f"duplicate node name (first at line {names[node.name].line})")
         if node.address in addrs:
@@ -382,7 +383,8 @@ def _vip(chk: _Checker, c: dict[str, Value], where: str, masters: list[Master], 
     assert isinstance(vip, ipaddress.IPv4Interface)
     if vip.ip in (vip.network.network_address, vip.network.broadcast_address) and vip.network.prefixlen < 31:
         chk.error(val.location, f"{where}.vip", f"{vip.ip} is the network or broadcast address of {vip.network}")
-    for node in [*masters, *workers]:
+    nodes: list[Master | Worker] = [*masters, *workers]
+    for node in nodes:
         if node.address == vip.ip:
             chk.error(val.location, f"{where}.vip", f"{vip.ip} is the address of node {node.name}")
     for m in masters:

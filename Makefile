@@ -1,0 +1,55 @@
+# kubeha — see README.md. `make demo` sets up and runs the main job; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export KUBEHA_CACHE ?= $(CURDIR)/.cache
+PYTEST_ARGS ?=
+
+.PHONY: help setup deps demo test test-fast test-e2e lint golden bench clean
+
+help:
+	@echo "make demo       set up the virtualenv and generate user-data for examples/ into out/"
+	@echo "make test       every test, real consumers included (needs root; installs Debian packages)"
+	@echo "make test-fast  the quick unit/golden/CLI tests only"
+	@echo "make lint       ruff + mypy"
+	@echo "make golden     rewrite tests/cases/*/expected (review the diff!)"
+	@echo "make bench      print the benchmark figures"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+deps:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make deps: run as root (apt-get install)"; exit 1; fi
+	scripts/install-deps.sh
+
+demo: setup
+	$(VENV)/bin/kubeha check examples/cluster.yaml
+	$(VENV)/bin/kubeha gen userdata examples/cluster.yaml -o out/cluster
+	$(VENV)/bin/kubeha gen userdata examples/seed-hosts.ini -o out/seed
+
+test: deps setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: deps setup
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check generator tests bench
+	$(VENV)/bin/mypy
+
+golden: setup
+	$(PY) -m pytest tests/test_golden.py --update-golden
+
+bench: setup
+	$(PY) bench/gen.py
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache
