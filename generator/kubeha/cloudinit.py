@@ -18,11 +18,11 @@ from . import __version__
 from .files import NodeDocument, RenderedFile
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.CSafeDumper):
     """Multi-line strings as literal blocks, so files stay readable inside the user-data."""
 
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _str(dumper: yaml.CSafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
@@ -31,7 +31,7 @@ _Dumper.add_representer(str, _str)
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """gzip with a fixed header (no name, mtime 0) so the same input gives the same bytes."""
+    """Gzip with a fixed header (no name, mtime 0) so the same input gives the same bytes."""
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
@@ -62,5 +62,5 @@ def to_user_data(doc: NodeDocument, *, encode_files: bool = False) -> str:
 def to_meta_data(doc: NodeDocument, user_data: str) -> str:
     """NoCloud meta-data; the instance-id changes with the user-data so a new config is applied."""
     digest = hashlib.sha256(user_data.encode()).hexdigest()[:12]
-    return yaml.safe_dump({"instance-id": f"kubeha-{doc.name}-{digest}", "local-hostname": doc.hostname},
-                          sort_keys=True)
+    return yaml.dump({"instance-id": f"kubeha-{doc.name}-{digest}", "local-hostname": doc.hostname},
+                     Dumper=yaml.CSafeDumper, sort_keys=True)

@@ -89,6 +89,7 @@ class RawInventory:
     masters: list[RawHost] = field(default_factory=list)
     workers: list[RawHost] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    unreadable: bool = False  # nothing could be parsed: report only why, not every missing value
 
 
 def load(path: Path) -> RawInventory:
@@ -102,6 +103,7 @@ def load(path: Path) -> RawInventory:
         return inv
     text = _decode(data, inv)
     if text is None:
+        inv.unreadable = True
         return inv
     if fmt == "yaml":
         _load_yaml(text, inv)
@@ -262,33 +264,39 @@ def _group_defaults(gvars: dict[str, Value], hosts: list[RawHost], inv: RawInven
 # --------------------------------------------------------------------------------------------- YAML
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(yaml.CSafeLoader):
     """A SafeLoader whose mappings refuse duplicate keys (PyYAML silently keeps the last)."""
 
 
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
 def _load_yaml(text: str, inv: RawInventory) -> None:
+    loader = _LineLoader(text)
     try:
-        loader = _LineLoader(text)
+        node = loader.get_single_node()
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         inv.problems.append(Problem(Location(inv.path, line), "inventory",
                                     f"YAML does not allow the character U+{exc.character:04X}"))
+        inv.unreadable = True
         return
-    try:
-        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         inv.problems.append(Problem(Location(inv.path, line), "inventory", f"YAML syntax: {exc.problem}"))
+        inv.unreadable = True
         return
     except yaml.YAMLError as exc:
         inv.problems.append(Problem(Location(inv.path, 1), "inventory", f"YAML: {exc}"))
+        inv.unreadable = True
         return
     finally:
         loader.dispose()
     if not isinstance(node, yaml.MappingNode):
         line = node.start_mark.line + 1 if node is not None else 1
         inv.problems.append(Problem(Location(inv.path, line), "inventory", "top level must be a mapping"))
+        inv.unreadable = True
         return
     _yaml_top(node, inv)
 
@@ -317,7 +325,7 @@ def _scalar(node: yaml.Node, inv: RawInventory, where: str) -> Value | None:
     if not isinstance(node, yaml.ScalarNode):
         inv.problems.append(Problem(_loc(inv, node), where, "expected a single value, not a list or mapping"))
         return None
-    value = yaml.SafeLoader("").construct_scalar(node)
+    value = _CONSTRUCTOR.construct_scalar(node)
     resolved: Any = value
     if node.tag == "tag:yaml.org,2002:int":
         resolved = int(value.replace("_", ""), 0) if value.lstrip("+-").isdigit() else value

@@ -161,6 +161,8 @@ def derived_vrid(name: str) -> int:
 def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None, list[Problem]]:
     """Validate ``raw`` and derive missing values. Returns the cluster only when there is no error."""
     chk = _Checker(raw)
+    if raw.unreadable:
+        return None, sorted(chk.problems)
     where = "cluster" if raw.format == "yaml" else "[all:vars]"
     c = raw.cluster
     top = Location(raw.path, 1)
