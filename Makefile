@@ -17,6 +17,7 @@ help:
 	@echo "make bench      print the benchmark figures"
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/install-deps.sh --minimal
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

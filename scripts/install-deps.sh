@@ -18,6 +18,10 @@ PACKAGES=(
   iproute2 curl ca-certificates openssl gnupg gpgv zstd xz-utils procps util-linux
 )
 
+if [ "${1:-}" = "--minimal" ]; then   # just what `make demo` needs: a Python that can make a venv
+  PACKAGES=(python3-venv)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
