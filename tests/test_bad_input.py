@@ -104,6 +104,8 @@ CASES: list[tuple[str, str, str | bytes, int, str]] = [
      "is not a network interface name"),
     ("health-path-injection", ".yaml", yml('  vip: 198.18.0.10\n  health_path: "/readyz\\" ; rm -rf /"\n'), 3,
      "is not a URL path"),
+    ("mac-malformed", ".ini", ini("vip=198.18.0.10\n", masters="198.18.0.11 name=m1 mac=52:54:00:zz:00:01\n"), 2,
+     "is not a MAC address"),
     ("cluster-name-upper", ".yaml", yml("  name: Prod_Cluster\n  vip: 198.18.0.10\n"), 2, "is not a DNS label"),
 ]
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from kubeha_test import GOLDEN_CASES, Case, run, staged_inventory
 
 

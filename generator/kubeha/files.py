@@ -44,3 +44,4 @@ class NodeDocument:
     files: tuple[RenderedFile, ...]
     units: tuple[SystemdUnit, ...] = ()
     first_boot: tuple[tuple[str, ...], ...] = ()
+    mac: str | None = None  # the provisioning NIC's MAC, lowercase colon form, when the inventory gives it

@@ -53,6 +53,7 @@ HOST_KEYS: dict[str, str] = {
     "interface": "interface",
     "role": "role",
     "lbname": "lbname",
+    "mac": "mac",
 }
 
 MASTER_GROUP = "k8s-master"

@@ -28,6 +28,7 @@ _IMAGE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?/[a-z0-9._/-]
 _K8S_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$")
 _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9/_.-]*$")
 _AUTH_PASS = re.compile(r"^[A-Za-z0-9_.+=@%^*-]{1,8}$")
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Master:
     priority: int
     interface: str
     location: Location
+    mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Worker:
     name: str
     address: ipaddress.IPv4Address
     location: Location
+    mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,11 @@ def _host_name(chk: _Checker, host: RawHost, path: str, address: str | None) -> 
     return chk.matching(val, f"{path}.name", _HOSTNAME, "a valid node name (lowercase DNS label)")
 
 
+def _mac(chk: _Checker, host: RawHost, path: str) -> str | None:
+    mac = chk.matching(host.vars.get("mac"), f"{path}.mac", _MAC, "a MAC address such as 52:54:00:12:34:56")
+    return mac.lower().replace("-", ":") if mac else None
+
+
 def _host_common(chk: _Checker, host: RawHost, path: str) -> tuple[str | None, ipaddress.IPv4Interface | None]:
     aval = host.vars.get("address")
     if aval is None:
@@ -288,7 +296,7 @@ def _masters(chk: _Checker, raw: RawInventory, default_iface: str) -> list[Maste
                 chk.warn(host.vars[ignored].location, f"{path}.{ignored}", "ignored (seed variable)")
         prio = priorities.get(host.index)
         if name and addr and prio is not None:
-            out.append(Master(name, addr.ip, states[host.index], prio, iface, host.location))
+            out.append(Master(name, addr.ip, states[host.index], prio, iface, host.location, _mac(chk, host, path)))
     return out
 
 
@@ -350,7 +358,7 @@ def _workers(chk: _Checker, raw: RawInventory) -> list[Worker]:
             if key in host.vars:
                 chk.warn(host.vars[key].location, f"{path}.{key}", "ignored on a worker")
         if name and addr:
-            out.append(Worker(name, addr.ip, host.location))
+            out.append(Worker(name, addr.ip, host.location, _mac(chk, host, path)))
     return out
 
 

@@ -99,7 +99,7 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
         units = (SystemdUnit(INSTALL_UNIT, render_template(f"/etc/systemd/system/{INSTALL_UNIT}", {})),)
         first_boot = ((INSTALL_SCRIPT,),)
     return NodeDocument(master.name, master.name, "master", str(master.address), tuple(sorted(files)),
-                        units, first_boot)
+                        units, first_boot, master.mac)
 
 
 def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
@@ -116,7 +116,7 @@ def render_worker(cluster: Cluster, worker: Worker) -> NodeDocument:
     """Workers only need to know where the control plane is."""
     env = render_template(CONTROL_PLANE_ENV, _common(cluster, worker.name))
     return NodeDocument(worker.name, worker.name, "worker", str(worker.address),
-                        (RenderedFile(CONTROL_PLANE_ENV, env),))
+                        (RenderedFile(CONTROL_PLANE_ENV, env),), mac=worker.mac)
 
 
 def render_cluster(cluster: Cluster, secret: str | None, bundle: BundleRef | None = None) -> list[NodeDocument]:
