@@ -59,8 +59,8 @@ def to_user_data(doc: NodeDocument, *, encode_files: bool = False) -> str:
     return header + body
 
 
-def to_meta_data(doc: NodeDocument, user_data: str) -> str:
+def to_meta_data(doc: NodeDocument, user_data: bytes) -> str:
     """NoCloud meta-data; the instance-id changes with the user-data so a new config is applied."""
-    digest = hashlib.sha256(user_data.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(user_data).hexdigest()[:12]
     return yaml.dump({"instance-id": f"kubeha-{doc.name}-{digest}", "local-hostname": doc.hostname},
                      Dumper=yaml.CSafeDumper, sort_keys=True)

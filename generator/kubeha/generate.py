@@ -105,8 +105,56 @@ def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | Non
 
 def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
     """One node's NoCloud files: user-data and meta-data."""
-    user_data = cloudinit.to_user_data(doc, encode_files=encode_files)
-    return {"user-data": user_data.encode(), "meta-data": cloudinit.to_meta_data(doc, user_data).encode()}
+    user_data = cloudinit.to_user_data(doc, encode_files=encode_files).encode()
+    return {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()}
+
+
+def _render_user_data(doc: NodeDocument, encode_files: bool) -> str:
+    return cloudinit.to_user_data(doc, encode_files=encode_files)
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    """One node's files for the chosen format, and a line saying its size against the target's budget."""
+
+    files: dict[str, bytes]
+    summary: str
+
+
+def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
+                 target: str = "nocloud") -> dict[str, NodeOutput]:
+    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not)."""
+    from . import targets  # noqa: PLC0415 - keep start-up light
+
+    if fmt == "ignition":
+        from .ignition import ignition_files  # noqa: PLC0415
+
+        out = {}
+        for d in docs:
+            files = ignition_files(d)
+            out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes")
+        return out
+    fitted = {}
+    problems = []
+    for d in docs:
+        try:
+            fitted[d.name] = targets.fit(d, target, _render_user_data)
+        except InvalidInput as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidInput(problems)
+    return {
+        d.name: NodeOutput(
+            {"user-data": fitted[d.name].data, "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()},
+            _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
+        )
+        for d in docs
+    }
+
+
+def _budget_line(target: str, size: int, encoding: str, budget: int | None) -> str:
+    room = "no limit" if budget is None else f"{budget:,} B ({100 * size / budget:.0f}% used)"
+    return f"user-data {size:,} B {encoding}, {target} budget {room}"
 
 
 def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,

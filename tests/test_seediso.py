@@ -1,0 +1,302 @@
+"""Seed ISOs read back with pycdlib and isoinfo (the kernel here cannot mount iso9660)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from io import BytesIO
+from pathlib import Path
+from types import ModuleType
+
+import pycdlib
+import pytest
+import typer
+from pycdlib.dr import DirectoryRecord
+from typer.testing import CliRunner
+
+from kubeha.cli_seediso import seed_iso
+from kubeha.errors import InvalidInput
+from kubeha.generate import generate_documents
+from kubeha.seediso import DEFAULT_EPOCH, write_seed_iso
+from kubeha_test import EXAMPLES, staged_inventory
+
+USER_DATA = b"#cloud-config\nhostname: master-1\n"
+META_DATA = b"instance-id: master-1\nlocal-hostname: master-1\n"
+NETWORK = b"version: 2\nethernets:\n  eth0:\n    addresses: [198.18.0.11/24]\n"
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    root = tmp_path / "bundle"
+    (root / "images").mkdir(parents=True)
+    (root / "nodes/master-1").mkdir(parents=True)
+    (root / "images/keepalived-2.2.7-haproxy-2.6.12.tar").write_bytes(bytes(range(256)) * 4000)
+    (root / "SHA256SUMS").write_text("0" * 64 + "  bundle.json\n")
+    (root / "SHA256SUMS.asc").write_text("-----BEGIN PGP SIGNATURE-----\n")
+    (root / "bundle.json").write_text("{}\n")
+    (root / "nodes/master-1/user-data").write_bytes(USER_DATA)
+    (root / "install.sh").write_text("#!/bin/sh\nexit 0\n")
+    (root / "install.sh").chmod(0o755)
+    return root
+
+
+def write(path: Path, bundle: Path | None = None, network: bytes | None = NETWORK) -> Path:
+    write_seed_iso(path, user_data=USER_DATA, meta_data=META_DATA, network_config=network, bundle_dir=bundle)
+    return path
+
+
+def read(iso: pycdlib.PyCdlib, **path: str) -> bytes:
+    out = BytesIO()
+    iso.get_file_from_iso_fp(out, **path)
+    return out.getvalue()
+
+
+def test_label_files_and_contents(tmp_path: Path, bundle: Path) -> None:
+    path = write(tmp_path / "master-1.iso", bundle)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        assert iso.has_rock_ridge() and iso.has_joliet()
+        assert iso.joliet_vd is not None
+        assert iso.joliet_vd.volume_identifier.decode("utf-16-be").strip() == "cidata"
+        for name, data in (("user-data", USER_DATA), ("meta-data", META_DATA), ("network-config", NETWORK)):
+            assert read(iso, rr_path=f"/{name}") == data
+            assert read(iso, joliet_path=f"/{name}") == data
+        names = sorted(child.rock_ridge.name().decode() for child in iso.list_children(rr_path="/")
+                       if child.rock_ridge is not None and not child.is_dot() and not child.is_dotdot())
+        assert names == ["kubeha-bundle", "meta-data", "network-config", "user-data"]
+        for source in sorted(p for p in bundle.rglob("*") if p.is_file()):
+            rel = source.relative_to(bundle).as_posix()
+            assert read(iso, rr_path=f"/kubeha-bundle/{rel}") == source.read_bytes(), rel
+            assert read(iso, joliet_path=f"/kubeha-bundle/{rel}") == source.read_bytes(), rel
+        for rr_path, mode in (("/kubeha-bundle/install.sh", 0o100555), ("/user-data", 0o100444)):
+            record = iso.get_record(rr_path=rr_path)
+            assert isinstance(record, DirectoryRecord) and record.rock_ridge is not None
+            assert record.rock_ridge.get_file_mode() == mode, rr_path
+    finally:
+        iso.close()
+
+
+def test_network_config_only_when_given(tmp_path: Path) -> None:
+    iso = pycdlib.PyCdlib()
+    iso.open(str(write(tmp_path / "a.iso", network=None)))
+    try:
+        names = {c.rock_ridge.name().decode() for c in iso.list_children(rr_path="/") if c.rock_ridge and not (c.is_dot() or c.is_dotdot())}
+        assert names == {"meta-data", "user-data"}
+    finally:
+        iso.close()
+
+
+def test_byte_stable_across_writes_and_time_zones(tmp_path: Path, bundle: Path) -> None:
+    first = write(tmp_path / "a.iso", bundle).read_bytes()
+    time.sleep(1.1)  # a real clock would now give other dates
+    second = write(tmp_path / "b.iso", bundle).read_bytes()
+    script = (
+        "import sys; from pathlib import Path; from kubeha.seediso import write_seed_iso;"
+        "write_seed_iso(Path(sys.argv[1]), user_data=bytes.fromhex(sys.argv[2]), meta_data=bytes.fromhex(sys.argv[3]),"
+        " network_config=bytes.fromhex(sys.argv[4]), bundle_dir=Path(sys.argv[5]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"} | {"TZ": "Pacific/Chatham"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "c.iso"), USER_DATA.hex(), META_DATA.hex(),
+                    NETWORK.hex(), str(bundle)], env=env, check=True, timeout=60)
+    assert first == second == (tmp_path / "c.iso").read_bytes()
+    # The pycdlib modules got the real clock back.
+    assert getattr(pycdlib.pycdlib, "time") is time and getattr(pycdlib.dates, "time") is time  # noqa: B009
+
+
+def test_dates_follow_source_date_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = write(tmp_path / "a.iso")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    other = write(tmp_path / "b.iso")
+    assert default.read_bytes() != other.read_bytes()
+    for path, stamp in ((default, DEFAULT_EPOCH), (other, 1_700_000_000)):
+        iso = pycdlib.PyCdlib()
+        iso.open(str(path))
+        try:
+            expected = time.strftime("%Y%m%d%H%M%S", time.gmtime(stamp)).encode()
+            assert iso.pvd.volume_creation_date.date_str.startswith(expected)
+        finally:
+            iso.close()
+
+
+def test_private_and_atomic(tmp_path: Path, bundle: Path) -> None:
+    path = write(tmp_path / "out/master-1.iso", bundle)
+    assert path.stat().st_mode & 0o777 == 0o600  # user-data holds the VRRP secret
+    blocker = tmp_path / "out/dir.iso"
+    blocker.mkdir()
+    with pytest.raises(OSError):
+        write(blocker)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dir.iso", "master-1.iso"]
+
+
+def test_bad_bundles_are_refused(tmp_path: Path, bundle: Path) -> None:
+    with pytest.raises(InvalidInput, match="error"):
+        write(tmp_path / "x.iso", tmp_path / "missing")
+    (bundle / "link").symlink_to("bundle.json")
+    with pytest.raises(InvalidInput) as caught:
+        write(tmp_path / "x.iso", bundle)
+    assert "only regular files and directories" in str(caught.value.problems[0])
+    (bundle / "link").unlink()
+    (bundle / ("n" * 80)).write_text("too long for Joliet\n")
+    with pytest.raises(InvalidInput) as caught:
+        write(tmp_path / "x.iso", bundle)
+    assert "cannot build the ISO" in str(caught.value.problems[0])
+    assert not (tmp_path / "x.iso").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.iso")]
+
+
+def test_name_collisions_get_distinct_iso_names(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    root.mkdir()
+    for name in ("keepalived-image.tar", "keepalived-image2.tar", "KEEPALIVED_IMAGE.tar"):
+        (root / name).write_text(name)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(write(tmp_path / "x.iso", root)))
+    try:
+        for name in ("keepalived-image.tar", "keepalived-image2.tar", "KEEPALIVED_IMAGE.tar"):
+            assert read(iso, rr_path=f"/kubeha-bundle/{name}").decode() == name
+    finally:
+        iso.close()
+
+
+def isoinfo(*args: str) -> str:
+    exe = shutil.which("isoinfo")
+    if exe is None:
+        pytest.fail("isoinfo is missing: apt-get install -y genisoimage")
+    return subprocess.run([exe, *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_isoinfo_reads_it(tmp_path: Path, bundle: Path) -> None:
+    path = str(write(tmp_path / "m.iso", bundle))
+    info = isoinfo("-d", "-i", path)
+    assert "Volume id: cidata" in info
+    assert "Joliet with UCS level 3 found" in info and "Rock Ridge signatures version 1 found" in info
+    listing = isoinfo("-R", "-l", "-i", path)
+    for name in ("user-data", "meta-data", "network-config", "kubeha-bundle", "keepalived-2.2.7-haproxy-2.6.12.tar"):
+        assert f" {name} " in listing + " ", name
+    assert isoinfo("-J", "-i", path, "-x", "/user-data").encode() == USER_DATA
+    assert isoinfo("-J", "-i", path, "-x", "/kubeha-bundle/nodes/master-1/user-data").encode() == USER_DATA
+
+
+# --- the CLI function the lead registers as `kubeha gen seed-iso` -----------------------------------------
+
+
+def cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("seed-iso")(seed_iso)
+    app.command("noop")(lambda: None)  # two commands, so "seed-iso" stays a subcommand as under `kubeha gen`
+    return app
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli_app(), list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_writes_one_iso_per_node(tmp_path: Path) -> None:
+    inventory = staged_inventory(EXAMPLES / "seed-hosts.ini", tmp_path)
+    expected = generate_documents(inventory)
+    code, out, err = invoke("seed-iso", str(inventory), "-o", str(tmp_path / "isos"), "--json")
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["node"] for r in records] == sorted(expected)
+    for record in records:
+        path = Path(record["path"])
+        assert path == tmp_path / "isos" / f"{record['node']}.iso"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]
+        iso = pycdlib.PyCdlib()
+        iso.open(str(path))
+        try:
+            assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+            for name, data in expected[record["node"]].items():
+                assert read(iso, rr_path=f"/{name}") == data
+        finally:
+            iso.close()
+    first = {r["node"]: r["sha256"] for r in records}
+    code, out, _ = invoke("seed-iso", str(inventory), "-o", str(tmp_path / "isos"))
+    assert code == 0 and out.splitlines()[0].startswith(f"{records[0]['node']}: {records[0]['path']} (")
+    assert {n: hashlib.sha256((tmp_path / "isos" / f"{n}.iso").read_bytes()).hexdigest() for n in first} == first
+
+
+def test_cli_takes_node_documents_from_the_bundle(tmp_path: Path, bundle: Path) -> None:
+    inventory = staged_inventory(EXAMPLES / "seed-hosts.ini", tmp_path)
+    nodes = sorted(generate_documents(inventory))
+    shutil.rmtree(bundle / "nodes")
+    for node in nodes:
+        (bundle / "nodes" / node).mkdir(parents=True)
+        (bundle / "nodes" / node / "user-data").write_bytes(f"#cloud-config\n# bundle's {node}\n".encode())
+        (bundle / "nodes" / node / "meta-data").write_bytes(f"instance-id: bundle-{node}\n".encode())
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(bundle), "-o", str(tmp_path / "isos"))
+    assert code == 0, err
+    iso = pycdlib.PyCdlib()
+    iso.open(str(tmp_path / "isos" / f"{nodes[0]}.iso"))
+    try:
+        assert read(iso, rr_path="/user-data") == f"#cloud-config\n# bundle's {nodes[0]}\n".encode()
+        assert read(iso, rr_path="/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar") == (
+            bundle / "images/keepalived-2.2.7-haproxy-2.6.12.tar").read_bytes()
+    finally:
+        iso.close()
+    # A bundle made for other nodes is refused, naming the node it lacks; nothing is written.
+    shutil.rmtree(bundle / "nodes" / nodes[-1])
+    code, out, err = invoke("seed-iso", str(inventory), "--bundle", str(bundle), "-o", str(tmp_path / "new"))
+    assert code == 1 and out == ""
+    assert f"nodes/{nodes[-1]}: error: bundle: no user-data/meta-data for this node" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "hosts.ini"
+    bad.write_text("[k8s-master]\nnode01 ansible_host=not-an-address\n")
+    code, out, err = invoke("seed-iso", str(bad), "-o", str(tmp_path / "isos"))
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert str(bad) in err
+    assert not (tmp_path / "isos").exists()
+    code, _, err = invoke("seed-iso", str(tmp_path / "hosts.ini"), "--bundle", str(tmp_path / "nope"), "-o", "x")
+    assert code == 1 and "not a directory" in err
+
+
+# --- the one VM boot: Linux's iso9660 driver and cloud-init's NoCloud read the ISO from /dev/sr0 ----------
+
+
+def load_guest() -> ModuleType:
+    """tests/e2e/guest.py, the shared harness (qemu boot of the cached Debian guest image)."""
+    if "guest" in sys.modules:
+        return sys.modules["guest"]
+    spec = importlib.util.spec_from_file_location("guest", Path(__file__).resolve().parent / "e2e" / "guest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["guest"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+BOOT_USER_DATA = b"""#cloud-config
+runcmd:
+- [sh, -c, "mkdir -p /mnt/seed && mount -o ro /dev/sr0 /mnt/seed && echo SEED: $(ls /mnt/seed) > /dev/ttyS0 && sha256sum /mnt/seed/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar > /dev/ttyS0 && echo KUBEHA-SEED-ISO-OK > /dev/ttyS0"]
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_vm_boots_from_the_seed_iso(tmp_path: Path, bundle: Path) -> None:
+    """qemu (TCG) boots the guest image with our ISO as cdrom; cloud-init takes its seed from /dev/sr0."""
+    guest = load_guest()
+    iso = tmp_path / "seed.iso"
+    write_seed_iso(iso, user_data=BOOT_USER_DATA, meta_data=b"instance-id: iid-seed-iso\nlocal-hostname: isonode\n",
+                   bundle_dir=bundle)
+    work = tmp_path / "vm"
+    work.mkdir()
+    boot = guest.boot_vm(iso, workdir=work, timeout=400)
+    serial = boot.serial
+    assert "Datasource DataSourceNoCloud [seed=/dev/sr0]" in serial, boot.tail()
+    assert "KUBEHA-SEED-ISO-OK" in serial, boot.tail()
+    digest = hashlib.sha256((bundle / "images/keepalived-2.2.7-haproxy-2.6.12.tar").read_bytes()).hexdigest()
+    assert f"{digest}  /mnt/seed/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar" in serial, boot.tail()
+    assert "SEED: kubeha-bundle meta-data user-data\n" in serial, boot.tail()
