@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures shared by the e2e suites: private dockerd/containerd, and the images built once per run.
+pytest_plugins = ["e2e.daemons", "fixtures.images"]
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CASES = REPO / "tests" / "cases"
