@@ -126,34 +126,69 @@ def _print_plan(result: dict[str, object]) -> None:
           f"(haproxy marks a dead apiserver down in {budget['haproxy_marks_dead_apiserver_down']} s)")
 
 
+class Layout(StrEnum):
+    """How ``kubeha gen userdata`` lays out its output directory."""
+
+    nodes = "nodes"
+    http = "http"
+
+
+class KeyBy(StrEnum):
+    """What names a node's directory in the HTTP layout."""
+
+    name = "name"
+    mac = "mac"
+
+
 @gen_app.command("userdata")
 def gen_userdata(
     inventory: InventoryArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node.")
                       ] = Path("out"),
     fmt: Annotated[Format, typer.Option("--format", help="Document format.")] = Format.cloud_init,
+    target: Annotated[str, typer.Option(
+        "--target", help="Where the user-data goes, for its size budget and encodings: nocloud, aws, azure, "
+        "openstack, gce, vsphere, proxmox, generic.")] = "nocloud",
+    layout: Annotated[Layout, typer.Option(
+        "--layout", help="nodes: OUTPUT/<node>/...; http: a tree a static HTTP server hands to NoCloud-net and "
+        "Ignition (with a README.txt naming the kernel arguments).")] = Layout.nodes,
+    key_by: Annotated[KeyBy, typer.Option("--key-by", help="With --layout http: name directories by node name "
+                                          "or by the inventory's per-host mac.")] = KeyBy.name,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from .generate import build_documents, cloud_init_files, write_tree  # noqa: PLC0415
+    from .generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
         loaded, docs = build_documents(inventory, strict=strict)
-        if fmt is Format.ignition:
-            from .ignition import ignition_files  # noqa: PLC0415
-
-            files = {d.name: ignition_files(d) for d in docs}
-        else:
-            files = {d.name: cloud_init_files(d) for d in docs}
+        outputs = node_outputs(docs, fmt=fmt.value, target=target)
         for p in loaded.warnings:
             _err(str(p))
-        write_tree(output, files)
-    rows = [{"node": d.name, "role": d.role, "dir": str(output / d.name),
+        files = {name: o.files for name, o in outputs.items()}
+        if layout is Layout.http:
+            from .httptree import write_http_tree  # noqa: PLC0415
+
+            dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac})
+        else:
+            write_tree(output, files)
+            dirs = {d.name: d.name for d in docs}
+    rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]), "summary": outputs[d.name].summary,
              "files": {k: len(v) for k, v in files[d.name].items()}} for d in docs]
     if as_json:
         print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows}, indent=2, sort_keys=True))
         return
     for row in rows:
-        sizes = ", ".join(f"{k} {v:,} B" for k, v in row["files"].items())  # type: ignore[attr-defined]
-        print(f"{row['node']:<20} {row['role']:<7} {sizes}  -> {row['dir']}/")
+        print(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
+
+
+def _register_groups() -> None:
+    """The command groups that live in their own modules."""
+    from .cli_image import app as image_app  # noqa: PLC0415
+    from .cli_seediso import seed_iso  # noqa: PLC0415
+
+    gen_app.command("seed-iso")(seed_iso)
+    app.add_typer(image_app, name="image")
+
+
+_register_groups()
