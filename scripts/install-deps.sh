@@ -15,6 +15,7 @@ PACKAGES=(
   genisoimage                          # isoinfo, to read seed ISOs back
   qemu-system-x86 qemu-utils           # the VM boot test
   e2fsprogs                            # mkfs.ext4 -d for the VM disk
+  shellcheck systemd                   # lint the node install script; systemd-analyze verify its unit
   iproute2 curl ca-certificates openssl gnupg gpgv zstd xz-utils procps util-linux
 )
 

@@ -1,0 +1,137 @@
+"""``kubeha bundle pack|verify``: thin Typer commands over :mod:`kubeha.bundle` (mounted by kubeha.cli).
+
+Exit codes: 0 ok, 1 invalid input or failure, 2 usage, 3 checksum/structure problem (mismatch, missing or
+extra file, unsafe tar member), 4 signature problem (missing, bad, unknown key, unsigned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
+from kubeha.errors import InvalidInput, KubehaError
+from kubeha.signing import Signer
+
+app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False, add_completion=False)
+
+_err = Console(stderr=True)
+
+
+def _fail(exc: KubehaError) -> typer.Exit:
+    """Print a KubehaError (every problem of an InvalidInput) to stderr; return the Exit to raise."""
+    lines = [str(p) for p in sorted(exc.problems)] if isinstance(exc, InvalidInput) else [str(exc)]
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    return typer.Exit(int(exc.exit_code))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int], Advance]]:
+    """A rich progress bar on stderr; yields ``phase(description, total) -> advance``."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=_err, transient=True, disable=not (enabled and _err.is_terminal))
+
+    def phase(description: str, total: int) -> Advance:
+        task = bar.add_task(description, total=total)
+        return lambda n: bar.advance(task, n)
+
+    with bar:
+        yield phase
+
+
+def _signer(sign_key: str, gnupghome: Path | None) -> Signer:
+    """The signing key, from --gnupghome, else $GNUPGHOME, else ~/.gnupg (always passed explicitly)."""
+    home = gnupghome or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
+    return Signer(home, sign_key)
+
+
+@app.command()
+def pack(
+    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False)],
+    images: Annotated[Path, typer.Option("--images", help="docker-archive with the images.", dir_okay=False)],
+    sign_key: Annotated[str, typer.Option("--sign-key", help="Key id, fingerprint or email of the signer.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles"),
+    gnupghome: Annotated[Path | None, typer.Option("--gnupghome", help="GnuPG home with the secret key "
+                                                   "(default $GNUPGHOME or ~/.gnupg).")] = None,
+    bundle_source: Annotated[str, typer.Option("--bundle-source", help="Where nodes find the bundle: cidata, "
+                                               "an absolute path or an http(s) URL.")] = "cidata",
+    runtime: Annotated[str, typer.Option("--runtime", help="containerd or docker.")] = "containerd",
+    images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+) -> None:
+    """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
+
+    The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
+    """
+    from kubeha.generate import BundleRef, generate_documents, load_cluster  # noqa: PLC0415
+
+    if runtime not in ("containerd", "docker"):
+        typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
+        raise typer.Exit(2)
+    try:
+        signer = _signer(sign_key, gnupghome)
+        ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
+        cluster = load_cluster(inventory).cluster.name
+        documents = generate_documents(inventory, bundle=ref)
+        inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
+        with _progress(not as_json) as phase:
+            result = pack_bundle(output, documents, inputs, signer, phase)
+    except KubehaError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        data = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
+                "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
+                "signer": result.fingerprint}
+        typer.echo(json.dumps(data, sort_keys=True))
+    else:
+        typer.echo(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
+                   f"{result.size} bytes, signed by {result.fingerprint}")
+
+
+def _print_report(report: VerifyReport) -> None:
+    """Human output: one OK line on stdout, or every problem on stderr."""
+    if report.ok:
+        typer.echo(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
+        return
+    for error in report.errors:
+        for line in error.splitlines():
+            typer.echo(f"error: {line}", err=True)
+    kind = "signature" if report.exit_code == 4 else "checksum"
+    typer.echo(f"FAILED {report.bundle}: {kind} verification failed", err=True)
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.")],
+    keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s), armored or binary.",
+                                          dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
+) -> None:
+    """Verify a bundle offline: signature first (exit 4), then every file's SHA-256 (exit 3).
+
+    Mismatched, missing and extra files are named. A tar is checked from its headers first: symlinks,
+    hardlinks, devices, absolute paths and '..' are refused (exit 3) before anything is read or extracted.
+    """
+    try:
+        with _progress(not as_json) as phase:
+            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)))
+    except KubehaError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        json.dump(report.to_dict(), sys.stdout, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        _print_report(report)
+    raise typer.Exit(report.exit_code)
