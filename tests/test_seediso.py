@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -12,7 +11,6 @@ import sys
 import time
 from io import BytesIO
 from pathlib import Path
-from types import ModuleType
 
 import pycdlib
 import pytest
@@ -262,41 +260,5 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     assert code == 1 and "not a directory" in err
 
 
-# --- the one VM boot: Linux's iso9660 driver and cloud-init's NoCloud read the ISO from /dev/sr0 ----------
-
-
-def load_guest() -> ModuleType:
-    """tests/e2e/guest.py, the shared harness (qemu boot of the cached Debian guest image)."""
-    if "guest" in sys.modules:
-        return sys.modules["guest"]
-    spec = importlib.util.spec_from_file_location("guest", Path(__file__).resolve().parent / "e2e" / "guest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["guest"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-BOOT_USER_DATA = b"""#cloud-config
-runcmd:
-- [sh, -c, "mkdir -p /mnt/seed && mount -o ro /dev/sr0 /mnt/seed && echo SEED: $(ls /mnt/seed) > /dev/ttyS0 && sha256sum /mnt/seed/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar > /dev/ttyS0 && echo KUBEHA-SEED-ISO-OK > /dev/ttyS0"]
-"""
-
-
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_a_vm_boots_from_the_seed_iso(tmp_path: Path, bundle: Path) -> None:
-    """qemu (TCG) boots the guest image with our ISO as cdrom; cloud-init takes its seed from /dev/sr0."""
-    guest = load_guest()
-    iso = tmp_path / "seed.iso"
-    write_seed_iso(iso, user_data=BOOT_USER_DATA, meta_data=b"instance-id: iid-seed-iso\nlocal-hostname: isonode\n",
-                   bundle_dir=bundle)
-    work = tmp_path / "vm"
-    work.mkdir()
-    boot = guest.boot_vm(iso, workdir=work, timeout=400)
-    serial = boot.serial
-    assert "Datasource DataSourceNoCloud [seed=/dev/sr0]" in serial, boot.tail()
-    assert "KUBEHA-SEED-ISO-OK" in serial, boot.tail()
-    digest = hashlib.sha256((bundle / "images/keepalived-2.2.7-haproxy-2.6.12.tar").read_bytes()).hexdigest()
-    assert f"{digest}  /mnt/seed/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar" in serial, boot.tail()
-    assert "SEED: kubeha-bundle meta-data user-data\n" in serial, boot.tail()
+# The VM boot from a seed ISO lives in tests/e2e/test_node_install.py: one boot per run covers the
+# harness, kubeha's seed-ISO writer, the bundle and the node install together (each boot costs ~2 min).
