@@ -51,6 +51,9 @@ golden: setup
 
 bench: setup
 	$(PY) bench/gen.py
+	$(PY) bench/images.py
+	$(PY) bench/bundle.py
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

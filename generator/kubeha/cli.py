@@ -6,18 +6,73 @@ Library errors are :class:`~kubeha.errors.KubehaError`; each has an exit code. P
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import ExitCode, InvalidInput, KubehaError, Problem
+
+# Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
+# and pycdlib, which would triple `kubeha --help` start-up. name -> (module, attribute, one-line help).
+LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "kubeha": {
+        "image": ("kubeha.cli_image", "app", "Build, save and inspect the container images a bundle ships."),
+        "bundle": ("kubeha.cli_bundle", "app", "Pack and verify signed offline bundles."),
+        "drill": ("kubeha.cli_drill", "app", "Failover drill: break the VIP holder in a namespaced lab and measure."),
+    },
+    "gen": {
+        "seed-iso": ("kubeha.cli_seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+    },
+}
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose listed sub-commands are imported on first use (see LAZY_COMMANDS)."""
+
+    def _lazy(self) -> dict[str, tuple[str, str, str]]:
+        return LAZY_COMMANDS.get(self.name or "", {})
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Eager commands first, then the lazy ones."""
+        return [*super().list_commands(ctx), *(n for n in self._lazy() if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """Import a lazy command the first time it is asked for."""
+        if cmd_name not in self.commands and cmd_name in self._lazy():
+            module, attr, _ = self._lazy()[cmd_name]
+            obj = getattr(importlib.import_module(module), attr)
+            if not isinstance(obj, typer.Typer):
+                obj = _single(obj, cmd_name)
+            obj.rich_markup_mode = None  # the same plain help everywhere
+            command = typer.main.get_command(obj)
+            command.name = cmd_name
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List lazy commands from their static help, without importing them."""
+        limit = formatter.width - 6 - max(map(len, [*self.commands, *self._lazy()]), default=0)
+        rows = [(n, c.get_short_help_str(limit)) for n, c in self.commands.items() if not c.hidden]
+        rows += [(n, h) for n, (_, _, h) in self._lazy().items() if n not in self.commands]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _single(func: Any, name: str) -> typer.Typer:
+    one = typer.Typer(rich_markup_mode=None, add_completion=False)
+    one.command(name)(func)
+    return one
+
 
 app = typer.Typer(
     name="kubeha",
@@ -27,8 +82,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
     rich_markup_mode=None,  # plain help text: rich's help renderer alone costs ~200 ms of start-up
+    cls=LazyGroup,
 )
-gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_is_help=True)
+gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_is_help=True, cls=LazyGroup,
+                      rich_markup_mode=None)
 app.add_typer(gen_app, name="gen")
 
 
@@ -180,15 +237,3 @@ def gen_userdata(
         return
     for row in rows:
         print(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
-
-
-def _register_groups() -> None:
-    """The command groups that live in their own modules."""
-    from .cli_image import app as image_app  # noqa: PLC0415
-    from .cli_seediso import seed_iso  # noqa: PLC0415
-
-    gen_app.command("seed-iso")(seed_iso)
-    app.add_typer(image_app, name="image")
-
-
-_register_groups()

@@ -62,6 +62,7 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
         "health_path": cluster.health_path,
         "curl_connect_timeout": _fmt_seconds(p.curl_connect_timeout),
         "curl_max_time": _fmt_seconds(p.curl_max_time),
+        "check_via_monitor": p.check_via_monitor,
         "backends": [Backend(m.name, str(m.address), cluster.apiserver_port) for m in cluster.masters],
         "hap": {
             "inter": f"{p.hap_inter_ms}ms",
@@ -117,6 +118,11 @@ def timing_warnings(cluster: Cluster) -> list[Problem]:
             f"haproxy needs up to {p.hap_markdown_s:g} s to mark a dead apiserver down, while keepalived's check "
             f"fails after {p.check_interval * p.check_fall} s: a healthy BACKUP whose check lands on the dead "
             "backend drops its priority too and the VIP can flap (use profile fast)"), "warning"))
+    if cluster.vrrp_mode == "unicast":
+        out.append(Problem(loc, "vrrp_mode", (
+            "unicast VRRP: when a pulled cable is plugged back in, the returning node's adverts wait for ARP "
+            "and two nodes held the VIP for up to 0.6 s in the failover lab; multicast (the default) did not"),
+            "warning"))
     if p.path_failover_s() > 5:
         out.append(Problem(loc, "profile", (
             f"the VIP can take {p.path_failover_s():g} s to leave a node whose haproxy or apiserver failed "

@@ -179,7 +179,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     health_port = chk.integer(c.get("health_port"), f"{where}.health_port", 1, 65535) or 6445
     vrid_val = c.get("virtual_router_id")
     vrid = chk.integer(vrid_val, f"{where}.virtual_router_id", 1, 255)
-    vrrp_mode = chk.choice(c.get("vrrp_mode"), f"{where}.vrrp_mode", ("unicast", "multicast")) or "unicast"
+    vrrp_mode = chk.choice(c.get("vrrp_mode"), f"{where}.vrrp_mode", ("unicast", "multicast")) or "multicast"
     health_path = chk.matching(c.get("health_path"), f"{where}.health_path", _HEALTH_PATH,
                                "a URL path such as /readyz") or "/readyz"
     version = chk.matching(c.get("kubernetes_version"), f"{where}.kubernetes_version", _K8S_VERSION,

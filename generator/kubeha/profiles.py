@@ -1,9 +1,12 @@
 """Failover profiles: the timing knobs of keepalived, the check script and haproxy, and what they imply.
 
-``classic`` is the seed's 2019 design as written (VRRPv2, advert 1 s, check every 3 s, haproxy
-``inter 1500 rise 1 fall 3``). ``fast`` (the default) is the tuned row of LAB.md: VRRPv3 with 100 ms
-adverts, a check every second that fails on the first miss, and haproxy checks fast enough to mark a dead
-apiserver down before the keepalived check of a *healthy* node can trip over it (the cause of flaps).
+``classic`` is the seed's 2019 design as written (VRRPv2, advert 1 s, check every 3 s asking an apiserver
+through haproxy's frontend, haproxy ``inter 1500 rise 1 fall 3``). ``fast`` (the default) is the tuned row
+of LAB.md, tuned further in the failover lab (bench/failover.py): VRRPv3 with 100 ms adverts, a check every
+second that fails on the first miss, fast haproxy checks, and a check that asks haproxy's own ``/readyz``
+monitor (alive, and at least one apiserver passing haproxy's HTTPS checks) instead of one round-robin
+request through :6444, which can land on a dead apiserver before haproxy marks it down and drop a
+*healthy* node's priority (measured: flaps).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Profile:
     hap_timeout_check_ms: int
     hap_fast_markdown: bool  # observe layer4 error-limit 1 on-error mark-down
     hap_redispatch: bool
+    check_via_monitor: bool  # ask haproxy's /readyz monitor (True) or an apiserver through :lb_port (False)
 
     @property
     def master_down_s(self) -> float:
@@ -66,14 +70,14 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "fast": Profile(
         name="fast", vrrp_version=3, advert_int=0.1, check_interval=1, check_timeout=1, check_fall=1,
-        check_rise=2, curl_connect_timeout=0.3, curl_max_time=0.8, hap_inter_ms=500, hap_fastinter_ms=200,
+        check_rise=2, curl_connect_timeout=0.2, curl_max_time=0.3, hap_inter_ms=500, hap_fastinter_ms=200,
         hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=300, hap_timeout_check_ms=300,
-        hap_fast_markdown=True, hap_redispatch=True,
+        hap_fast_markdown=True, hap_redispatch=True, check_via_monitor=True,
     ),
     "classic": Profile(
         name="classic", vrrp_version=2, advert_int=1, check_interval=3, check_timeout=2, check_fall=1,
         check_rise=1, curl_connect_timeout=1, curl_max_time=1.5, hap_inter_ms=1500, hap_fastinter_ms=1500,
         hap_downinter_ms=1500, hap_fall=3, hap_rise=1, hap_timeout_connect_ms=5000,
-        hap_timeout_check_ms=5000, hap_fast_markdown=False, hap_redispatch=False,
+        hap_timeout_check_ms=5000, hap_fast_markdown=False, hap_redispatch=False, check_via_monitor=False,
     ),
 }

@@ -1,0 +1,158 @@
+"""``kubeha drill``: run the failover lab on an inventory's generated configs and print what happened.
+
+The lead mounts :func:`drill` as ``kubeha drill`` (``app.command("drill")(cli_drill.drill)``); ``app`` is the
+same command as a one-command Typer app, for tests and ``python -m kubeha.cli_drill``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from kubeha import lab
+from kubeha.errors import ExitCode, InvalidInput, KubehaError
+
+app = typer.Typer(help="Failover drill: break the VIP holder in a namespaced lab and measure.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+
+COLUMNS = ("scenario", "target", "VIP moved in", "failed", "back in", "failed", "flaps", "two holders",
+           "verdict")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so the lab's finally-blocks tear everything down."""
+    raise KeyboardInterrupt
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def table_rows(results: list[lab.Result]) -> list[tuple[str, ...]]:
+    """One row of text per result, in the order of :data:`COLUMNS`."""
+    return [(r.scenario, r.target, _seconds(r.fault.moved_in), f"{r.fault.failed}/{r.fault.requests}",
+             _seconds(r.restore.moved_in), f"{r.restore.failed}/{r.restore.requests}", str(r.flaps),
+             f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms", "; ".join(r.problems) or "ok")
+            for r in results]
+
+
+def format_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """Plain aligned text table (stable for tests and logs, no terminal styling)."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [columns, *rows]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _load(source: Path, profile: str | None, remap: bool) -> tuple[lab.NodeFiles, dict[str, str]]:
+    """Node files from an inventory or a ``kubeha gen userdata`` output directory; remap when asked."""
+    if source.is_dir():
+        if profile:
+            raise lab.LabError("--profile needs an inventory, not generated output")
+        files = lab.files_from_output_dir(source)
+    else:
+        files = lab.files_from_inventory(source, profile)
+    mapping = lab.remap_addresses(files) if remap else {}
+    lab.check_lab_addresses(lab.topology(files))
+    return files, mapping
+
+
+def _runtime(name: str, address: str, images: Path | None, topo: lab.Topology) -> lab.Runtime:
+    """The runtime to start the static pods with (containerd checks its images first)."""
+    if name == "host":
+        return lab.HostRuntime()
+    runtime = lab.ContainerdRuntime(address)
+    if images:
+        runtime.import_images(images)
+    runtime.check_images(sorted({s.image for m in topo.masters for s in lab.container_specs(m)}))
+    return runtime
+
+
+@app.command()
+def drill(
+    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML), or a `kubeha gen userdata` "
+                                              "output directory.", exists=True)],
+    profile: Annotated[str | None, typer.Option(help="Override the inventory's failover profile "
+                                                "(fast, classic).")] = None,
+    scenarios: Annotated[str, typer.Option(help="Comma-separated scenarios, in order.")] =
+        ",".join(lab.DEFAULT_SCENARIOS),
+    runtime: Annotated[str, typer.Option(help="containerd: the built images via ctr; host: this machine's "
+                                         "keepalived and haproxy binaries.")] = "containerd",
+    address: Annotated[str, typer.Option(help="containerd socket.")] = "/run/containerd/containerd.sock",
+    images: Annotated[Path | None, typer.Option(help="Image archive to import into containerd first.",
+                                                exists=True, dir_okay=False)] = None,
+    remap: Annotated[bool, typer.Option(help="Move addresses outside 198.18.0.0/15 into it for the lab.")] =
+        False,
+    rate: Annotated[float, typer.Option(help="Client connections per second.", min=1, max=100)] = 20.0,
+    logs: Annotated[Path | None, typer.Option(help="Keep the lab's logs and samples in this directory.")] =
+        None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Break the VIP holder (kill, hang, cable, power) in a namespaced lab and measure the failover.
+
+    Needs root, iproute2, openssl and curl, plus containerd (ctr) with the kubeha images,
+    or keepalived and haproxy for --runtime host.
+
+    Exits 1 when a scenario fails: VIP not on one healthy node, two holders, no move when the holder broke.
+    """
+    old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        results, mapping = _run(inventory, profile, scenarios, runtime, address, images, remap, rate, logs,
+                                as_json)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KubehaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: lab torn down", err=True)
+        raise typer.Exit(int(ExitCode.INVALID)) from None
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    _report(results, mapping, as_json)
+    if any(r.problems for r in results):
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
+def _run(inventory: Path, profile: str | None, scenarios: str, runtime: str, address: str,
+         images: Path | None, remap: bool, rate: float, logs: Path | None,
+         quiet: bool) -> tuple[list[lab.Result], dict[str, str]]:
+    """Validate the options, build the lab and run the scenarios."""
+    if runtime not in lab.RUNTIMES:
+        raise lab.LabError(f"--runtime must be one of {', '.join(lab.RUNTIMES)}")
+    names = [s.strip() for s in scenarios.split(",") if s.strip()]
+    lab.require_tools(runtime)
+    files, mapping = _load(inventory, profile, remap)
+    topo = lab.topology(files)
+    rt = _runtime(runtime, address, images, topo)
+    timing = lab.Timing.for_topology(topo, rate)
+
+    def progress(r: lab.Result) -> None:
+        if not quiet:
+            typer.echo(f"{r.scenario}: {'; '.join(r.problems) or 'ok'}", err=True)
+
+    return lab.run_drill(topo, rt, names, timing, logs, progress), mapping
+
+
+def _report(results: list[lab.Result], mapping: dict[str, str], as_json: bool) -> None:
+    """Print the results as a table (or JSON)."""
+    if as_json:
+        doc: dict[str, Any] = {"remapped": mapping, "results": [r.as_dict() for r in results]}
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    if mapping:
+        typer.echo("addresses remapped for the lab: " + ", ".join(f"{a} -> {b}" for a, b in mapping.items()))
+    typer.echo(format_table(table_rows(results)))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

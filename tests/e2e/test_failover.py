@@ -1,0 +1,208 @@
+"""The failover lab end to end: the generated keepalived + haproxy configs, broken on purpose, must move the VIP.
+
+Masters are network namespaces on a bridge in its own namespace (198.18.0.0/15 only, no route out). The
+assertions are behaviour (the VIP ends on exactly one healthy node, never two holders beyond VRRP's own
+convergence, a move when the holder breaks, none when only a peer's apiserver does); the timings themselves go
+to bench/failover.py. The first tests (no marker) check the lab's reading of the generated files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kubeha import cli_drill, lab
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests") not in sys.path:  # e2e.daemons and fixtures.images import each other by these names
+    sys.path.insert(0, str(REPO / "tests"))
+EXAMPLE = REPO / "examples" / "cluster.yaml"
+FIVE = REPO / "tests" / "cases" / "five-masters" / "inventory.yaml"
+SEED = REPO / "examples" / "seed-hosts.ini"
+
+
+# ----------------------------------------------------------------------------- reading the generated files
+
+
+def test_topology_comes_from_the_generated_files() -> None:
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE))
+    assert [m.name for m in topo.masters] == ["master1", "master2", "master3"]
+    assert [str(m.address) for m in topo.masters] == ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+    assert (str(topo.vip), topo.prefix, topo.lb_port, topo.api_port) == ("198.18.0.10", 24, 6444, 6443)
+    assert {m.interface for m in topo.masters} == {"eth0"}
+    five = lab.topology(lab.files_from_inventory(FIVE))
+    assert [m.interface for m in five.masters] == ["ens192", "ens192", "bond0", "bond0", "eth1"]
+    assert (str(five.vip), five.prefix, five.lb_port) == ("198.19.4.100", 22, 8443)
+    assert topo.timing["advert_int"] == 0.1  # the fast profile
+    classic = lab.topology(lab.files_from_inventory(EXAMPLE, "classic"))
+    assert classic.timing["advert_int"] == 1
+
+
+def test_containers_follow_the_manifests() -> None:
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE))
+    specs = {s.pod: s for s in lab.container_specs(topo.masters[0])}
+    ka = specs["keepalived"]
+    assert ka.argv[0] == "keepalived" and "--dont-fork" in ka.argv
+    assert {"NET_ADMIN", "NET_RAW"} <= set(ka.cap_add)
+    assert {m.container_path for m in ka.mounts} == {"/etc/keepalived/keepalived.conf",
+                                                     "/etc/keepalived/check_apiserver.sh"}
+    assert all(m.read_only for m in ka.mounts)
+    assert specs["haproxy"].argv[:1] == ("haproxy",)
+    assert specs["haproxy"].image.startswith("kubeha.local/haproxy")
+
+
+def test_addresses_outside_the_lab_range_are_refused_or_remapped() -> None:
+    files = lab.files_from_inventory(SEED)
+    with pytest.raises(lab.LabError, match=r"outside 198\.18\.0\.0/15"):
+        lab.check_lab_addresses(lab.topology(files))
+    mapping = lab.remap_addresses(files)
+    topo = lab.topology(files)
+    lab.check_lab_addresses(topo)
+    assert str(topo.vip) == "198.18.0.10" and len(mapping) == len(topo.masters) + 1
+    for files_of_node, _ in files.values():
+        for data in files_of_node.values():
+            assert not any(old.encode() in data for old in mapping)
+
+
+def test_unknown_scenario_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE))
+    with pytest.raises(lab.LabError, match="unknown scenario"):
+        lab.run_drill(topo, lab.HostRuntime(), ["unplug-the-moon"], workdir=tmp_path)
+
+
+def test_drill_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH: no ip, no ctr, no keepalived
+    run = subprocess.run([sys.executable, "-m", "kubeha.cli_drill", str(EXAMPLE), "--runtime", "host"],
+                         capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert run.returncode == 1, run.stderr
+    assert "ip (apt-get install iproute2)" in run.stderr and "keepalived (apt-get install keepalived)" in run.stderr
+    assert "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "kubeha.cli_drill", str(EXAMPLE), "--runtime", "podman"],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert run.returncode == 1 and "--runtime must be one of containerd, host" in run.stderr
+
+
+# ----------------------------------------------------------------------------- the live lab
+
+
+def _require(runtime: str) -> None:
+    try:
+        lab.require_tools(runtime)
+    except lab.LabError as exc:
+        pytest.fail(f"the failover lab cannot run here: {exc}")
+
+
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith(lab.LAB_PREFIX)}
+
+
+@pytest.fixture()
+def no_leftovers() -> Iterator[None]:
+    before = _netns()
+    yield
+    assert _netns() <= before, "the lab left network namespaces behind"
+
+
+def _table(results: list[lab.Result]) -> str:
+    return cli_drill.format_table(cli_drill.table_rows(results))
+
+
+def _check(results: list[lab.Result], scenarios: list[str]) -> None:
+    table = _table(results)
+    assert [r.scenario for r in results] == scenarios, table
+    for r in results:
+        assert r.problems == [], f"{r.scenario}: {r.problems}\n{table}"
+        assert r.fault.requests > 20 and r.restore.requests > 20, f"{r.scenario}: the client did not run\n{table}"
+        if lab.SCENARIOS[r.scenario].moves:
+            assert r.fault.moved_in is not None and r.fault.moved_in <= 10, table
+            assert r.fault.holder_after != r.target, table
+        assert r.restore.holder_after is not None, table
+
+
+@pytest.fixture(scope="module")
+def images_runtime() -> Iterator[lab.ContainerdRuntime]:
+    """A private containerd (tests/e2e/daemons.py) with the built images (tests/fixtures/images.py) imported."""
+    _require("containerd")
+    from e2e import daemons
+    from fixtures.images import ensure_images_tar
+
+    archive = ensure_images_tar()
+    daemon = daemons.start_containerd(daemons.short_workdir("lab-ctrd"))
+    try:
+        runtime = lab.ContainerdRuntime(str(daemon.socket))
+        runtime.import_images(archive)
+        yield runtime
+    finally:
+        daemons.stop_and_remove(daemon)
+
+
+def _images_of(topo: lab.Topology) -> list[str]:
+    return sorted({s.image for m in topo.masters for s in lab.container_specs(m)})
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_three_masters_every_scenario_from_the_images(images_runtime: lab.ContainerdRuntime,
+                                                      tmp_path: Path, no_leftovers: None) -> None:
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE))
+    images_runtime.check_images(_images_of(topo))
+    scenarios = list(lab.DEFAULT_SCENARIOS)
+    results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path)  # logs stay on failure
+    print("\n" + _table(results))
+    _check(results, scenarios)
+    assert not images_runtime.ids, "the lab left containers behind"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_five_masters_holder_failures_from_the_images(images_runtime: lab.ContainerdRuntime,
+                                                      tmp_path: Path, no_leftovers: None) -> None:
+    files = lab.files_from_inventory(FIVE)
+    # the case names a private registry; the lab runs the same manifests on the images built here
+    for node_files, _ in files.values():
+        for path, data in node_files.items():
+            node_files[path] = data.replace(b"registry.example.internal:5000/infra/", b"kubeha.local/")
+    topo = lab.topology(files)
+    assert len(topo.masters) == 5
+    scenarios = ["kill-haproxy", "power-off"]
+    results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_host_runtime_same_configs(tmp_path: Path, no_leftovers: None) -> None:
+    _require("host")
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE))
+    scenarios = ["kill-haproxy", "hang-haproxy", "pull-cable"]
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_drill_cli_on_the_seed_inventory_remapped(no_leftovers: None) -> None:
+    _require("host")
+    app = cli_drill.app
+    refused = CliRunner().invoke(app, [str(SEED), "--runtime", "host", "--scenarios", "kill-haproxy"])
+    assert refused.exit_code == 1
+    assert "outside 198.18.0.0/15" in refused.output
+    result = CliRunner().invoke(app, [str(SEED), "--runtime", "host", "--remap", "--scenarios",
+                                      "kill-haproxy", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc["remapped"].values()) <= {f"198.18.0.{i}" for i in range(10, 20)}
+    (only,) = doc["results"]
+    assert only["scenario"] == "kill-haproxy" and only["problems"] == []
+    assert only["fault"]["moved_in"] is not None
