@@ -106,6 +106,12 @@ CASES: list[tuple[str, str, str | bytes, int, str]] = [
      "is not a URL path"),
     ("mac-malformed", ".ini", ini("vip=198.18.0.10\n", masters="198.18.0.11 name=m1 mac=52:54:00:zz:00:01\n"), 2,
      "is not a MAC address"),
+    ("gateway-outside-subnet", ".ini", ini("vip=198.18.0.10\ngateway=198.18.7.1\n"), 7,
+     "198.18.7.1 is outside the nodes' subnet"),
+    ("gateway-is-node", ".ini", ini("vip=198.18.0.10\ngateway=198.18.0.11\n"), 7, "is the VIP or a node's address"),
+    ("dns-not-ip", ".yaml", yml("  vip: 198.18.0.10\n  gateway: 198.18.0.1\n  dns: 198.18.0.2, dns.local\n"), 4,
+     "'dns.local' is not an IPv4 address"),
+    ("dns-without-gateway", ".ini", ini("vip=198.18.0.10\ndns=198.18.0.2\n"), 7, "needs gateway"),
     ("cluster-name-upper", ".yaml", yml("  name: Prod_Cluster\n  vip: 198.18.0.10\n"), 2, "is not a DNS label"),
 ]
 

@@ -30,6 +30,17 @@ class SystemdUnit:
 
 
 @dataclass(frozen=True)
+class NodeNetwork:
+    """Static addressing for the node's provisioning NIC (a NoCloud network-config is made from it)."""
+
+    interface: str
+    address: str  # CIDR, e.g. 198.18.0.11/24
+    gateway: str
+    dns: tuple[str, ...] = ()
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeDocument:
     """Everything one node gets, independent of the output format (cloud-init or Ignition).
 
@@ -45,3 +56,4 @@ class NodeDocument:
     units: tuple[SystemdUnit, ...] = ()
     first_boot: tuple[tuple[str, ...], ...] = ()
     mac: str | None = None  # the provisioning NIC's MAC, lowercase colon form, when the inventory gives it
+    network: NodeNetwork | None = None  # set when the inventory gives a gateway

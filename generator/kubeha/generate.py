@@ -106,7 +106,12 @@ def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | Non
 def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
     """One node's NoCloud files: user-data and meta-data."""
     user_data = cloudinit.to_user_data(doc, encode_files=encode_files).encode()
-    return {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()}
+    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()})
+
+
+def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes]:
+    net = cloudinit.to_network_config(doc)
+    return files if net is None else {**files, "network-config": net.encode()}
 
 
 def _render_user_data(doc: NodeDocument, encode_files: bool) -> str:
@@ -145,7 +150,8 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
         raise InvalidInput(problems)
     return {
         d.name: NodeOutput(
-            {"user-data": fitted[d.name].data, "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()},
+            _with_network(d, {"user-data": fitted[d.name].data,
+                              "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()}),
             _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
         )
         for d in docs

@@ -39,6 +39,9 @@ CLUSTER_KEYS: dict[str, str] = {
     "haproxy_image": "haproxy_image",
     "image_pull_policy": "image_pull_policy",
     "health_port": "health_port",
+    "gateway": "gateway",
+    "dns": "dns",
+    "dns_servers": "dns",
 }
 
 # Canonical host keys. ``lbname`` and ``role`` are seed variables kubeha accepts and does not need.

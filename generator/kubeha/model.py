@@ -52,6 +52,7 @@ class Worker:
     address: ipaddress.IPv4Address
     location: Location
     mac: str | None = None
+    interface: str = "eth0"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Cluster:
     auth_pass: str | None
     masters: tuple[Master, ...]
     workers: tuple[Worker, ...] = field(default_factory=tuple)
+    gateway: ipaddress.IPv4Address | None = None  # with it, nodes get a static NoCloud network-config
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -208,9 +211,10 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         chk.error(loc, f"{where}.health_port", "must differ from lb_port and apiserver_port")
 
     masters = _masters(chk, raw, interface)
-    workers = _workers(chk, raw)
+    workers = _workers(chk, raw, interface)
     _unique_hosts(chk, raw, masters, workers)
     vip = _vip(chk, c, where, masters, workers, top)
+    gateway, dns = _network(chk, c, where, vip, [*masters, *workers])
     weight = _weight(chk, c.get("weight"), f"{where}.weight", masters)
     if raw.format == "yaml" and not raw.masters:
         pass  # reported by the loader already
@@ -228,7 +232,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         profile=profile, vrrp_mode=vrrp_mode, health_path=health_path, kubernetes_version=version,
         keepalived_image=images["keepalived_image"], haproxy_image=images["haproxy_image"],
         image_pull_policy=pull or "IfNotPresent", auth_pass=auth_pass,
-        masters=tuple(masters), workers=tuple(workers),
+        masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns,
     )
     return cluster, problems
 
@@ -348,7 +352,7 @@ def _states(chk: _Checker, hosts: list[RawHost], prefix: str, prio: dict[int, in
     return {h.index: "MASTER" if h.index == master else "BACKUP" for h in hosts}
 
 
-def _workers(chk: _Checker, raw: RawInventory) -> list[Worker]:
+def _workers(chk: _Checker, raw: RawInventory, default_iface: str) -> list[Worker]:
     prefix = "workers" if raw.format == "yaml" else "[k8s-node]"
     out = []
     for host in _ordered(chk, raw.workers, prefix):
@@ -357,8 +361,10 @@ def _workers(chk: _Checker, raw: RawInventory) -> list[Worker]:
         for key in ("state", "priority"):
             if key in host.vars:
                 chk.warn(host.vars[key].location, f"{path}.{key}", "ignored on a worker")
+        iface_val = host.vars.get("interface")
+        iface = _interface(chk, iface_val, f"{path}.interface") if iface_val else default_iface
         if name and addr:
-            out.append(Worker(name, addr.ip, host.location, _mac(chk, host, path)))
+            out.append(Worker(name, addr.ip, host.location, _mac(chk, host, path), iface))
     return out
 
 
@@ -402,6 +408,29 @@ def _vip(chk: _Checker, c: dict[str, Value], where: str, masters: list[Master], 
             chk.error(m.location, f"{m.name}.address",
                       f"{m.address} is outside the VIP's subnet {vip.network} (set vip_prefix if wider)")
     return vip
+
+
+def _network(chk: _Checker, c: dict[str, Value], where: str, vip: ipaddress.IPv4Interface | None,
+             nodes: list[Master | Worker]) -> tuple[ipaddress.IPv4Address | None, tuple[ipaddress.IPv4Address, ...]]:
+    """The default gateway (inside the nodes' subnet, not a node or the VIP) and DNS servers, if given."""
+    val = c.get("gateway")
+    gw = chk.typed(val, f"{where}.gateway", _ipv4, "an IPv4 address")
+    dns_val = c.get("dns")
+    dns: list[ipaddress.IPv4Address] = []
+    if dns_val is not None:
+        for part in str(dns_val.value).split(","):
+            one = chk.typed(Value(part.strip(), dns_val.location), f"{where}.dns", _ipv4, "an IPv4 address")
+            if one is not None:
+                dns.append(one.ip)
+        if val is None:
+            chk.error(dns_val.location, f"{where}.dns", "needs gateway (kubeha writes a network-config only with one)")
+    if gw is None or vip is None or val is None:
+        return None, tuple(dns)
+    if gw.ip not in vip.network:
+        chk.error(val.location, f"{where}.gateway", f"{gw.ip} is outside the nodes' subnet {vip.network}")
+    if gw.ip == vip.ip or any(n.address == gw.ip for n in nodes):
+        chk.error(val.location, f"{where}.gateway", f"{gw.ip} is the VIP or a node's address")
+    return gw.ip, tuple(dns)
 
 
 def _weight(chk: _Checker, val: Value | None, path: str, masters: list[Master]) -> int | None:

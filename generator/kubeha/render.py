@@ -23,7 +23,7 @@ from .context import (
     STAGED_MANIFESTS_DIR,
     master_context,
 )
-from .files import NodeDocument, RenderedFile, SystemdUnit
+from .files import NodeDocument, NodeNetwork, RenderedFile, SystemdUnit
 from .model import Cluster, Master, Worker
 
 INSTALL_SCRIPT = "/usr/local/sbin/kubeha-install"
@@ -99,7 +99,7 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
         units = (SystemdUnit(INSTALL_UNIT, render_template(f"/etc/systemd/system/{INSTALL_UNIT}", {})),)
         first_boot = ((INSTALL_SCRIPT,),)
     return NodeDocument(master.name, master.name, "master", str(master.address), tuple(sorted(files)),
-                        units, first_boot, master.mac)
+                        units, first_boot, master.mac, _network(cluster, master))
 
 
 def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
@@ -116,7 +116,15 @@ def render_worker(cluster: Cluster, worker: Worker) -> NodeDocument:
     """Workers only need to know where the control plane is."""
     env = render_template(CONTROL_PLANE_ENV, _common(cluster, worker.name))
     return NodeDocument(worker.name, worker.name, "worker", str(worker.address),
-                        (RenderedFile(CONTROL_PLANE_ENV, env),), mac=worker.mac)
+                        (RenderedFile(CONTROL_PLANE_ENV, env),), mac=worker.mac, network=_network(cluster, worker))
+
+
+def _network(cluster: Cluster, node: Master | Worker) -> NodeNetwork | None:
+    """Static addressing, only when the inventory gives a gateway (otherwise DHCP/the image decides)."""
+    if cluster.gateway is None:
+        return None
+    return NodeNetwork(node.interface, f"{node.address}/{cluster.vip.network.prefixlen}", str(cluster.gateway),
+                       tuple(str(d) for d in cluster.dns), node.mac)
 
 
 def render_cluster(cluster: Cluster, secret: str | None, bundle: BundleRef | None = None) -> list[NodeDocument]:

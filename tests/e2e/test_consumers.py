@@ -161,3 +161,37 @@ def test_static_pods_never_pull_and_mount_only_rendered_files(generated: dict[st
         host = {v["hostPath"]["path"] for v in spec["volumes"]}
         assert mounted == host, where
         assert all(v["hostPath"]["type"] == "File" for v in spec["volumes"]), where
+
+
+def _network_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    """Debian 13's cloud-init validates network-config (22.4's `schema` cannot)."""
+    from guest import DEBIAN_PYTHON, newer_cloud_init
+
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
+           "PYTHONPATH": str(newer_cloud_init() / "usr/lib/python3/dist-packages")}
+    return subprocess.run([DEBIAN_PYTHON, "-m", "cloudinit.cmd.main", "schema", "--schema-type", "network-config",
+                           "--config-file", str(path)], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+
+
+def test_network_config_passes_schema_and_renders(generated: dict[str, Path], tmp_path: Path) -> None:
+    """cloud-init 25 validates each network-config; 22.4's net-convert renders it for systemd-networkd."""
+    paths = sorted(generated["five-masters"].glob("*/network-config"))
+    assert len(paths) == 6
+    cloud_init = _tool("cloud-init", "cloud-init")
+    for path in paths:
+        result = _network_schema(path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = tmp_path / path.parent.name
+        conv = subprocess.run([cloud_init, "devel", "net-convert", "-p", str(path), "-k", "yaml", "-D", "debian",
+                               "-O", "networkd", "-d", str(out)], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert conv.returncode == 0, conv.stdout + conv.stderr
+        unit = next(out.rglob("*.network")).read_text()
+        node = yaml.safe_load(path.read_text())["ethernets"]
+        iface, eth = next(iter(node.items()))
+        assert f"Name={iface}" in unit and f"Address={eth['addresses'][0]}" in unit
+        assert "Gateway=198.19.4.1" in unit and "DNS=198.19.4.2 198.19.4.3" in unit
+    broken = tmp_path / "broken"
+    broken.write_text(paths[0].read_text().replace("addresses:", "adresses:"))  # nameservers.adresses: unknown
+    assert _network_schema(broken).returncode != 0
