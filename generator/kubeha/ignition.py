@@ -13,13 +13,13 @@ Spec 3.3.0 is the default: it is the newest version the ``ignition-validate`` we
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import posixpath
 import re
 import urllib.parse
 from typing import Any
 
+from kubeha.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
 
@@ -37,10 +37,6 @@ _FIRST_BOOT_STAMP = "/var/lib/kubeha/first-boot.done"
 # Characters systemd's command-line parser takes literally outside quotes.
 _SYSTEMD_BARE = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Gzip deterministically (no name, mtime 0) so the same input always gives the same bytes."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
 
 
 def contents_for(data: bytes) -> dict[str, Any]:

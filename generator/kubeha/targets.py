@@ -25,10 +25,10 @@ the gzip magic before parsing it (``cloudinit.user_data.convert_string``).
 from __future__ import annotations
 
 import base64
-import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kubeha.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 
@@ -80,10 +80,6 @@ class Fitted:
     size: int  # measured the way the target's budget is counted
     budget: int | None
 
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Gzip deterministically (mtime 0, maximum compression)."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
 
 
 def gz_b64(data: bytes) -> bytes:
