@@ -51,9 +51,10 @@ golden: setup
 
 bench: setup
 	$(PY) bench/gen.py
+	if [ -d /dev/shm ]; then $(PY) bench/gen.py --dir /dev/shm; fi
 	$(PY) bench/images.py
 	$(PY) bench/bundle.py
-	$(PY) bench/failover.py
+	$(PY) bench/failover.py --runtime containerd
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ temporary directory beside the output and renames each node's directory into pla
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -174,6 +175,26 @@ def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef
     return {d.name: cloud_init_files(d) for d in docs}
 
 
+def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:
+    os.mkdir(node, 0o700, dir_fd=parent_fd)
+    node_fd = os.open(node, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
+    try:
+        for name, data in files.items():
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=node_fd)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(node_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]:
     """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), all or nothing.
 
@@ -183,20 +204,18 @@ def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".kubeha-tmp-", dir=out))
     written = []
+    tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    out_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for node, files in docs.items():
-            ndir = tmp / node
-            ndir.mkdir(mode=0o700)
-            for name, data in files.items():
-                fd = os.open(ndir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+            _write_node(tmp_fd, node, files)  # relative to open directories: 10,000 nodes stay cheap
         for node in docs:
-            final = out / node
-            if final.exists():
-                (final).rename(tmp / f".old-{node}")
-            (tmp / node).rename(final)
-            written.append(final)
+            with contextlib.suppress(FileNotFoundError):  # an older run's output for this node
+                os.rename(node, f".old-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
+            os.rename(node, node, src_dir_fd=tmp_fd, dst_dir_fd=out_fd)
+            written.append(out / node)
     finally:
+        os.close(tmp_fd)
+        os.close(out_fd)
         shutil.rmtree(tmp, ignore_errors=True)
     return written
