@@ -314,7 +314,8 @@ def _evil_tar(packed: PackResult, path: Path, member: tarfile.TarInfo) -> None:
         tar.addfile(member, io.BytesIO(b"owned\n") if member.isreg() else None)
 
 
-def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    """A tar header of the given kind (the hostile-tar tables here and in the node-install test)."""
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, link
     info.size = 6 if kind == tarfile.REGTYPE else 0
@@ -322,19 +323,19 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 
 
 HOSTILE = {
-    "dotdot": (_member("lab/../../escaped"), "lab/../../escaped: absolute, '..' or unsafe path refused"),
+    "dotdot": (tar_member("lab/../../escaped"), "lab/../../escaped: absolute, '..' or unsafe path refused"),
     "absolute": (
-        _member("/tmp/kubeha-escaped"),
+        tar_member("/tmp/kubeha-escaped"),
         "/tmp/kubeha-escaped: absolute, '..' or unsafe path refused",
     ),
-    "symlink": (_member("lab/nodes/link", tarfile.SYMTYPE, "/etc/shadow"), "lab/nodes/link: symlink refused"),
+    "symlink": (tar_member("lab/nodes/link", tarfile.SYMTYPE, "/etc/shadow"), "lab/nodes/link: symlink refused"),
     "hardlink": (
-        _member("lab/nodes/hard", tarfile.LNKTYPE, "/etc/shadow"),
+        tar_member("lab/nodes/hard", tarfile.LNKTYPE, "/etc/shadow"),
         "lab/nodes/hard: hardlink refused",
     ),
-    "device": (_member("lab/nodes/dev", tarfile.CHRTYPE), "lab/nodes/dev: device or special file refused"),
-    "other top": (_member("elsewhere/x"), "elsewhere/x: outside the bundle directory lab/"),
-    "duplicate": (_member("lab/SHA256SUMS"), "lab/SHA256SUMS: duplicate member refused"),
+    "device": (tar_member("lab/nodes/dev", tarfile.CHRTYPE), "lab/nodes/dev: device or special file refused"),
+    "other top": (tar_member("elsewhere/x"), "elsewhere/x: outside the bundle directory lab/"),
+    "duplicate": (tar_member("lab/SHA256SUMS"), "lab/SHA256SUMS: duplicate member refused"),
 }
 
 
@@ -515,7 +516,7 @@ def test_cli_pack_refuses_a_non_archive(inventory: Path, gpg_keys: Keys, tmp_pat
 
 def test_cli_verify_hostile_tar_exact_stderr(packed: PackResult, gpg_keys: Keys, tmp_path: Path) -> None:
     evil = tmp_path / "evil.tar"
-    _evil_tar(packed, evil, _member("lab/nodes/link", tarfile.SYMTYPE, "/etc/shadow"))
+    _evil_tar(packed, evil, tar_member("lab/nodes/link", tarfile.SYMTYPE, "/etc/shadow"))
     result = CliRunner().invoke(app, ["verify", str(evil), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (

@@ -24,7 +24,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,21 +238,25 @@ def stop_and_remove(daemon: Daemon) -> None:
         shutil.rmtree(daemon.workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def dockerd() -> Iterator[Daemon]:
-    """A private dockerd for the whole test session (fresh data root, removed afterwards)."""
-    daemon = start_dockerd(short_workdir("dockerd"))
+@contextmanager
+def running(start: Callable[[Path], Daemon], prefix: str) -> Iterator[Daemon]:
+    """A daemon started in a fresh short work dir, always stopped and removed afterwards."""
+    daemon = start(short_workdir(prefix))
     try:
         yield daemon
     finally:
         stop_and_remove(daemon)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Daemon]:
+    """A private dockerd for the whole test session (fresh data root, removed afterwards)."""
+    with running(start_dockerd, "dockerd") as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="session")
 def containerd() -> Iterator[Daemon]:
     """A private containerd for the whole test session (fresh root, removed afterwards)."""
-    daemon = start_containerd(short_workdir("containerd"))
-    try:
+    with running(start_containerd, "containerd") as daemon:
         yield daemon
-    finally:
-        stop_and_remove(daemon)

@@ -34,12 +34,12 @@ from pathlib import Path
 import guest
 import pytest
 import yaml
-from daemons import Daemon, ctr, short_workdir, start_containerd, start_dockerd, stop_and_remove
+from daemons import Daemon, ctr, running, start_containerd, start_dockerd
 from guest import cloud_init_workdir  # noqa: F401 - fixture
 
 from kubeha.bundle import IMAGES_TAR, PackInput, PackResult, pack_bundle, write_tar
 from kubeha.generate import BundleRef, generate_documents, load_cluster
-from test_bundle import REFS, make_docker_archive
+from test_bundle import REFS, make_docker_archive, tar_member
 from test_signing import Keys, gpg_keys  # noqa: F401 - gpg_keys: session fixture
 
 pytestmark = pytest.mark.e2e
@@ -77,21 +77,15 @@ def packed(tmp_path_factory: pytest.TempPathFactory, gpg_keys: Keys) -> Packed:
 @pytest.fixture(scope="module")
 def containerd() -> Iterator[Daemon]:
     """This module's own containerd: the tests empty its image store, which a shared daemon must not see."""
-    daemon = start_containerd(short_workdir("install"))
-    try:
+    with running(start_containerd, "install") as daemon:
         yield daemon
-    finally:
-        stop_and_remove(daemon)
 
 
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Daemon]:
     """This module's own dockerd (the docker runtime test removes images)."""
-    daemon = start_dockerd(short_workdir("instdock"))
-    try:
+    with running(start_dockerd, "instdock") as daemon:
         yield daemon
-    finally:
-        stop_and_remove(daemon)
 
 
 def remove_images(daemon: Daemon) -> None:
@@ -322,26 +316,14 @@ def test_tampered_bundle_fails_closed(node: Node, packed: Packed, gpg_keys: Keys
     assert ctr(node.daemon, "images", "ls", "-q").stdout.strip() == ""  # nothing imported
 
 
-def _hostile(info: tarfile.TarInfo, data: bytes = b"") -> tarfile.TarInfo:
-    info.size = len(data)
-    return info
-
-
-def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, link
-    info.size = 6 if kind == tarfile.REGTYPE else 0
-    return info
-
-
 HOSTILE = {
-    "dotdot": (_member("kubeha/../../../escaped"), "absolute or dot path: kubeha/../../../escaped"),
-    "absolute": (_member("/escaped"), "absolute or dot path: /escaped"),
-    "symlink": (_member("kubeha/nodes/link", tarfile.SYMTYPE, "/etc/shadow"), "unexpected entry"),
-    "hardlink": (_member("kubeha/nodes/hard", tarfile.LNKTYPE, "kubeha/SHA256SUMS"), "unexpected entry"),
-    "device": (_member("kubeha/nodes/dev", tarfile.CHRTYPE), "not a regular file or directory: kubeha/nodes/dev"),
-    "other top": (_member("elsewhere"), "member outside kubeha/: elsewhere"),
-    "duplicate": (_member("kubeha/SHA256SUMS"), "duplicate member: kubeha/SHA256SUMS"),
+    "dotdot": (tar_member("kubeha/../../../escaped"), "absolute or dot path: kubeha/../../../escaped"),
+    "absolute": (tar_member("/escaped"), "absolute or dot path: /escaped"),
+    "symlink": (tar_member("kubeha/nodes/link", tarfile.SYMTYPE, "/etc/shadow"), "unexpected entry"),
+    "hardlink": (tar_member("kubeha/nodes/hard", tarfile.LNKTYPE, "kubeha/SHA256SUMS"), "unexpected entry"),
+    "device": (tar_member("kubeha/nodes/dev", tarfile.CHRTYPE), "not a regular file or directory: kubeha/nodes/dev"),
+    "other top": (tar_member("elsewhere"), "member outside kubeha/: elsewhere"),
+    "duplicate": (tar_member("kubeha/SHA256SUMS"), "duplicate member: kubeha/SHA256SUMS"),
 }
 
 
