@@ -35,6 +35,7 @@ CASES: list[tuple[str, str, str | bytes, int, str]] = [
     ("yaml-not-mapping", ".yaml", "- just\n- a list\n", 1, "top level must be a mapping"),
     ("yaml-duplicate-key", ".yaml", yml("  vip: 198.18.0.10\n  vip: 198.18.0.9\n"), 3, "duplicate key"),
     ("yaml-missing-masters", ".yaml", "cluster:\n  vip: 198.18.0.10\n", 1, "masters: missing"),
+    ("yaml-masters-empty", ".yaml", "cluster:\n  vip: 198.18.0.10\nmasters: []\n", 1, "no control-plane nodes"),
     ("yaml-masters-not-list", ".yaml", "cluster:\n  vip: 198.18.0.10\nmasters: m1\n", 3, "expected a list"),
     ("yaml-vip-is-list", ".yaml", yml("  vip: [198.18.0.10]\n"), 2, "expected a single value"),
     ("ini-missing-master-group", ".ini", "[k8s-node]\n198.18.0.21 name=w1\n[all:vars]\nvip=198.18.0.10\n", 1,

@@ -216,10 +216,8 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     vip = _vip(chk, c, where, masters, workers, top)
     gateway, dns = _network(chk, c, where, vip, [*masters, *workers])
     weight = _weight(chk, c.get("weight"), f"{where}.weight", masters)
-    if raw.format == "yaml" and not raw.masters:
-        pass  # reported by the loader already
-    elif not raw.masters and not any("k8s-master" in p.message for p in chk.problems):
-        chk.error(top, "masters", "no control-plane nodes")
+    if not raw.masters and not any(p.path == "masters" or "k8s-master" in p.message for p in chk.problems):
+        chk.error(top, "masters", "no control-plane nodes")  # unless the loader said so already
     if len(masters) == 1:
         chk.warn(masters[0].location, "masters", "only one master: the VIP has nowhere to move")
 
