@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kubeha import lab
-from kubeha.cli_drill import format_table
+from kubeha.cli.drill import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,pull-cable,power-off"

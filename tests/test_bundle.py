@@ -32,7 +32,7 @@ from kubeha.bundle import (
     verify_bundle,
     write_tar,
 )
-from kubeha.cli_bundle import app
+from kubeha.cli.bundle import app
 from kubeha.errors import ChecksumError, InvalidInput
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture shared with the signing tests
 

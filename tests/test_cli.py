@@ -13,7 +13,7 @@ import typer.main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubeha.cli import app
+from kubeha.cli.main import app
 from kubeha_test import EXAMPLES, run, staged_inventory
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for kubeha.ignition: structure, encodings, byte stability, bad input."""
+"""Unit tests for kubeha.deliver.ignition: structure, encodings, byte stability, bad input."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import urllib.parse
 
 import pytest
 
+from kubeha.deliver.ignition import FIRST_BOOT_UNIT, dump, implied_directories, systemd_quote, to_ignition
 from kubeha.errors import InvalidInput
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
-from kubeha.ignition import FIRST_BOOT_UNIT, dump, implied_directories, systemd_quote, to_ignition
 
 KEEPALIVED = "".join(
     f"# kubeha: templates/keepalived.conf.j2\nvrrp_instance VI_{i} {{\n  state BACKUP\n  priority {100 - i}\n"
@@ -162,7 +162,7 @@ def test_systemd_quote(word: str, quoted: str) -> None:
 
 
 def test_ignition_files_is_the_compact_dump() -> None:
-    from kubeha.ignition import ignition_files
+    from kubeha.deliver.ignition import ignition_files
 
     files = ignition_files(sample_doc())
     assert files == {"config.ign": dump(to_ignition(sample_doc())).encode()}

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kubeha import images
-from kubeha.cli_image import app
+from kubeha.cli.image import app
 
 runner = CliRunner()
 

@@ -18,10 +18,10 @@ import typer
 from pycdlib.dr import DirectoryRecord
 from typer.testing import CliRunner
 
-from kubeha.cli_seediso import seed_iso
+from kubeha.cli.seediso import seed_iso
+from kubeha.deliver.seediso import DEFAULT_EPOCH, write_seed_iso
 from kubeha.errors import InvalidInput
 from kubeha.generate import generate_documents
-from kubeha.seediso import DEFAULT_EPOCH, write_seed_iso
 from kubeha_test import EXAMPLES, staged_inventory
 
 USER_DATA = b"#cloud-config\nhostname: master-1\n"
@@ -97,7 +97,7 @@ def test_byte_stable_across_writes_and_time_zones(tmp_path: Path, bundle: Path) 
     time.sleep(1.1)  # a real clock would now give other dates
     second = write(tmp_path / "b.iso", bundle).read_bytes()
     script = (
-        "import sys; from pathlib import Path; from kubeha.seediso import write_seed_iso;"
+        "import sys; from pathlib import Path; from kubeha.deliver.seediso import write_seed_iso;"
         "write_seed_iso(Path(sys.argv[1]), user_data=bytes.fromhex(sys.argv[2]), meta_data=bytes.fromhex(sys.argv[3]),"
         " network_config=bytes.fromhex(sys.argv[4]), bundle_dir=Path(sys.argv[5]))"
     )

@@ -1,4 +1,4 @@
-"""Tests for kubeha.targets: budgets, encodings, refusals; every encoded variant checked by cloud-init schema."""
+"""Tests for kubeha.deliver.targets: budgets, encodings, refusals; every encoded variant checked by cloud-init schema."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from kubeha import targets
+from kubeha.deliver import targets
 from kubeha.errors import InvalidInput
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
 
@@ -28,7 +28,7 @@ NOISE = "".join(hashlib.sha256(str(i).encode()).hexdigest() + "\n" for i in rang
 
 
 def stand_in_render(doc: NodeDocument, encode_files: bool) -> str:
-    """Test-only stand-in for kubeha.cloudinit.to_user_data (same signature, same write_files shape)."""
+    """Test-only stand-in for kubeha.deliver.cloudinit.to_user_data (same signature, same write_files shape)."""
     entries = []
     for f in (*doc.files, *(RenderedFile(f"/etc/systemd/system/{u.name}", u.content) for u in doc.units)):
         entry: dict[str, object] = {"path": f.path, "permissions": f.mode_str, "owner": f.owner}
@@ -161,7 +161,7 @@ def test_describe() -> None:
 
 
 def real_render(doc: NodeDocument, encode_files: bool) -> str:
-    from kubeha.cloudinit import to_user_data
+    from kubeha.deliver.cloudinit import to_user_data
 
     return to_user_data(doc, encode_files=encode_files)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Location, Problem
-from .model import Cluster, Master
+from kubeha.errors import Location, Problem
+from kubeha.model import Cluster, Master
 
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT = "/etc/keepalived/check_apiserver.sh"

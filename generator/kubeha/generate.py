@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cloudinit, inventory
-from .context import needs_secret, timing_warnings
-from .errors import InvalidInput, Location, Problem
-from .files import NodeDocument
-from .model import Cluster, build_cluster
-from .render import BundleRef, render_cluster
+from kubeha import inventory
+from kubeha.context import needs_secret, timing_warnings
+from kubeha.deliver import cloudinit
+from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.files import NodeDocument
+from kubeha.model import Cluster, build_cluster
+from kubeha.render import BundleRef, render_cluster
 
 __all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
 
@@ -130,10 +131,10 @@ class NodeOutput:
 def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
                  target: str = "nocloud") -> dict[str, NodeOutput]:
     """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not)."""
-    from . import targets  # noqa: PLC0415 - keep start-up light
+    from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
-        from .ignition import ignition_files  # noqa: PLC0415
+        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
 
         out = {}
         for d in docs:
@@ -169,7 +170,7 @@ def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef
     """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition")."""
     _, docs = build_documents(path, strict=strict, bundle=bundle)
     if fmt == "ignition":
-        from .ignition import ignition_files  # noqa: PLC0415 - only this format needs it
+        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415 - only this format needs it
 
         return {d.name: ignition_files(d) for d in docs}
     return {d.name: cloud_init_files(d) for d in docs}

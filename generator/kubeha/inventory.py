@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Location, Problem
+from kubeha.errors import Location, Problem
 
 # Canonical cluster keys, and the spellings accepted for each (INI seed names and YAML names).
 CLUSTER_KEYS: dict[str, str] = {

@@ -267,8 +267,9 @@ def files_from_inventory(inventory: Path, profile: str | None = None) -> NodeFil
     """
     from dataclasses import replace
 
-    from kubeha import cloudinit, generate
+    from kubeha import generate
     from kubeha.context import needs_secret
+    from kubeha.deliver import cloudinit
     from kubeha.profiles import PROFILES
     from kubeha.render import render_cluster
 

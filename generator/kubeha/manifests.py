@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from .context import CHECK_SCRIPT, HAPROXY_CFG, KEEPALIVED_CONF
-from .model import Cluster
+from kubeha.context import CHECK_SCRIPT, HAPROXY_CFG, KEEPALIVED_CONF
+from kubeha.model import Cluster
 
 _LABELS = {"app.kubernetes.io/part-of": "kubeha"}
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Location, Problem
-from .inventory import RawHost, RawInventory, Value
-from .profiles import PROFILES, Profile
+from kubeha.errors import Location, Problem
+from kubeha.inventory import RawHost, RawInventory, Value
+from kubeha.profiles import PROFILES, Profile
 
 DEFAULT_KEEPALIVED_IMAGE = "kubeha.local/keepalived:2.2.7"
 DEFAULT_HAPROXY_IMAGE = "kubeha.local/haproxy:2.6.12"

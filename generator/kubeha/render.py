@@ -14,8 +14,8 @@ from typing import Any
 
 import jinja2
 
-from . import manifests
-from .context import (
+from kubeha import manifests
+from kubeha.context import (
     CHECK_SCRIPT,
     HAPROXY_CFG,
     KEEPALIVED_CONF,
@@ -23,8 +23,8 @@ from .context import (
     STAGED_MANIFESTS_DIR,
     master_context,
 )
-from .files import NodeDocument, NodeNetwork, RenderedFile, SystemdUnit
-from .model import Cluster, Master, Worker
+from kubeha.files import NodeDocument, NodeNetwork, RenderedFile, SystemdUnit
+from kubeha.model import Cluster, Master, Worker
 
 INSTALL_SCRIPT = "/usr/local/sbin/kubeha-install"
 INSTALL_UNIT = "kubeha-install.service"

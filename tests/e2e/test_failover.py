@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubeha import cli_drill, lab
+from kubeha import lab
+from kubeha.cli import drill as cli_drill
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tests") not in sys.path:  # e2e.daemons and fixtures.images import each other by these names
@@ -80,12 +81,12 @@ def test_drill_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH: no ip, no ctr, no keepalived
-    run = subprocess.run([sys.executable, "-m", "kubeha.cli_drill", str(EXAMPLE), "--runtime", "host"],
+    run = subprocess.run([sys.executable, "-m", "kubeha.cli.drill", str(EXAMPLE), "--runtime", "host"],
                          capture_output=True, text=True, env=env, check=False, timeout=60)
     assert run.returncode == 1, run.stderr
     assert "ip (apt-get install iproute2)" in run.stderr and "keepalived (apt-get install keepalived)" in run.stderr
     assert "Traceback" not in run.stderr
-    run = subprocess.run([sys.executable, "-m", "kubeha.cli_drill", str(EXAMPLE), "--runtime", "podman"],
+    run = subprocess.run([sys.executable, "-m", "kubeha.cli.drill", str(EXAMPLE), "--runtime", "podman"],
                          capture_output=True, text=True, check=False, timeout=60)
     assert run.returncode == 1 and "--runtime must be one of containerd, host" in run.stderr
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubeha.deliver.httptree import kernel_arguments, normalise_mac, write_http_tree
+from kubeha.deliver.ignition import dump, to_ignition
 from kubeha.errors import InvalidInput
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
-from kubeha.httptree import kernel_arguments, normalise_mac, write_http_tree
-from kubeha.ignition import dump, to_ignition
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from kubeha.deliver.ignition import FIRST_BOOT_UNIT, dump, pending_first_boot, to_ignition
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
-from kubeha.ignition import FIRST_BOOT_UNIT, dump, pending_first_boot, to_ignition
 
 pytestmark = pytest.mark.e2e
 

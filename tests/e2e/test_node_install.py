@@ -408,13 +408,13 @@ def test_cloud_init_tampered_bundle(
 
 @pytest.mark.slow
 def test_vm_boot_installs_bundle_from_seed_iso(packed: Packed, tmp_path: Path) -> None:
-    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.seediso) with the bundle on it.
+    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.deliver.seediso) with the bundle on it.
 
     The ISO carries the bundle directory under /kubeha-bundle/; the install script finds it on the cidata
     device itself (cloud-init has unmounted it by then), imports into the VM's own containerd and reports on
     the serial console. One extra runcmd lists the VM's images on the console, so the test sees them too.
     """
-    from kubeha.seediso import write_seed_iso
+    from kubeha.deliver.seediso import write_seed_iso
 
     name = packed.masters[0]
     docs = packed.documents[name]

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .files import NodeDocument, RenderedFile
+from kubeha import __version__
+from kubeha.files import NodeDocument, RenderedFile
 
 
 class _Dumper(yaml.CSafeDumper):

@@ -19,7 +19,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from kubeha.cloudinit import gzip_bytes
+from kubeha.deliver.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
 

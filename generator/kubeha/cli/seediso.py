@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from kubeha.deliver.seediso import write_seed_iso
 from kubeha.errors import InvalidInput, KubehaError, Location, Problem
-from kubeha.seediso import write_seed_iso
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:

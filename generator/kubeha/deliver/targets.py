@@ -28,7 +28,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubeha.cloudinit import gzip_bytes
+from kubeha.deliver.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 
@@ -120,7 +120,7 @@ def fit(doc: NodeDocument, target: str, render: Render) -> Fitted:
     Args:
         doc: the node's document.
         target: a key of :data:`TARGETS`.
-        render: ``render(doc, encode_files)`` -> cloud-config text (``kubeha.cloudinit.to_user_data``).
+        render: ``render(doc, encode_files)`` -> cloud-config text (``kubeha.deliver.cloudinit.to_user_data``).
 
     Returns:
         The bytes to hand to the target, the encoding used and their measured size.

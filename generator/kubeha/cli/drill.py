@@ -1,7 +1,7 @@
 """``kubeha drill``: run the failover lab on an inventory's generated configs and print what happened.
 
 The lead mounts :func:`drill` as ``kubeha drill`` (``app.command("drill")(cli_drill.drill)``); ``app`` is the
-same command as a one-command Typer app, for tests and ``python -m kubeha.cli_drill``.
+same command as a one-command Typer app, for tests and ``python -m kubeha.cli.drill``.
 """
 
 from __future__ import annotations

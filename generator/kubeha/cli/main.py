@@ -18,19 +18,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
-from .errors import ExitCode, InvalidInput, KubehaError, Problem
+from kubeha import __version__
+from kubeha.errors import ExitCode, InvalidInput, KubehaError, Problem
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
 # and pycdlib, which would triple `kubeha --help` start-up. name -> (module, attribute, one-line help).
 LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     "kubeha": {
-        "image": ("kubeha.cli_image", "app", "Build, save and inspect the container images a bundle ships."),
-        "bundle": ("kubeha.cli_bundle", "app", "Pack and verify signed offline bundles."),
-        "drill": ("kubeha.cli_drill", "app", "Failover drill: break the VIP holder in a namespaced lab and measure."),
+        "image": ("kubeha.cli.image", "app", "Build, save and inspect the container images a bundle ships."),
+        "bundle": ("kubeha.cli.bundle", "app", "Pack and verify signed offline bundles."),
+        "drill": ("kubeha.cli.drill", "app", "Failover drill: break the VIP holder in a namespaced lab and measure."),
     },
     "gen": {
-        "seed-iso": ("kubeha.cli_seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+        "seed-iso": ("kubeha.cli.seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
     },
 }
 
@@ -151,8 +151,8 @@ def main(
 @app.command()
 def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
-    from .context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
-    from .generate import load_cluster  # noqa: PLC0415
+    from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
+    from kubeha.generate import load_cluster  # noqa: PLC0415
 
     with reporting():
         loaded = load_cluster(inventory, strict=strict)
@@ -215,7 +215,7 @@ def gen_userdata(
     as_json: JsonOpt = False,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from .generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
+    from kubeha.generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
         loaded, docs = build_documents(inventory, strict=strict)
@@ -224,7 +224,7 @@ def gen_userdata(
             _err(str(p))
         files = {name: o.files for name, o in outputs.items()}
         if layout is Layout.http:
-            from .httptree import write_http_tree  # noqa: PLC0415
+            from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
 
             dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac})
         else:
