@@ -1,4 +1,4 @@
-"""kubeha.signing against the real gpg: throwaway keys in temporary GnuPG homes (session-scoped)."""
+"""kubeha.bundle.signing against the real gpg: throwaway keys in temporary GnuPG homes (session-scoped)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kubeha.errors import InvalidInput, SignatureError
-from kubeha.signing import Signer, SigningError, verify_detached
+from kubeha.bundle.signing import Signer, SigningError, verify_detached
 
 
 def _require_gpg() -> None:
