@@ -266,3 +266,33 @@ def pod_images(docs: Iterable[NodeDocument]) -> dict[str, list[str]]:
                 where = f"{doc.name}:{rendered.path.rsplit('/', 1)[1]}"
                 wanted.setdefault(str(container.get("image")), []).append(where)
     return wanted
+
+
+MAX_BYTES_MARGIN = 64 << 20
+"""The nodes' download bound is the image archive's size plus this (documents, headers, metadata)."""
+
+
+def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, *, source: str = "cidata",
+                   runtime: str = "containerd", images_json: Path | None = None, name: str | None = None,
+                   serial: int | None = None, progress: Callable[[str, int], Advance] | None = None) -> PackResult:
+    """Generate every node's documents with the trust anchor in them, then pack them (``kubeha bundle pack``).
+
+    The user-data carries the key's fingerprint, the cluster id (made once beside the inventory), this
+    bundle's serial as the lowest the node accepts, and the download size bound. The serial is recorded
+    beside the inventory once the bundle is in place.
+    """
+    from kubeha.bundle import identity  # noqa: PLC0415
+    from kubeha.generate import BundleRef, build_documents, cloud_init_files  # noqa: PLC0415 - heavy
+
+    signer.check_usable(signature_time())
+    cid, number = identity.cluster_id(inventory), identity.next_serial(inventory, serial)
+    bound = (images.stat().st_size if images.is_file() else 0) + MAX_BYTES_MARGIN
+    ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
+                    fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)
+    loaded, docs = build_documents(inventory, bundle=ref)
+    documents = {d.name: cloud_init_files(d) for d in docs}
+    inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": source, "runtime": runtime},
+                       cid, number, pod_images(docs))
+    result = pack_bundle(output, documents, inputs, signer, progress)
+    identity.record_serial(inventory, number)
+    return result

@@ -197,7 +197,8 @@ def _import_keyring(gpg: gnupg.GPG, keyring: Path) -> set[str]:
 
 def check_armor(signature: bytes, name: str) -> None:
     """Refuse anything but one armored detached signature block (no clear-signed or embedded message)."""
-    if not signature.startswith(ARMOR_BEGIN + b"\n") or signature.count(b"-----BEGIN ") != 1:
+    begins = sum(1 for line in signature.split(b"\n") if line.startswith(b"-----BEGIN "))
+    if not signature.startswith(ARMOR_BEGIN + b"\n") or begins != 1:
         raise SignatureError(f"{name}: not one armored detached signature (-----BEGIN PGP SIGNATURE-----)")
 
 

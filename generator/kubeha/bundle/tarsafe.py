@@ -142,7 +142,7 @@ def _zeros(fh: IO[bytes], start: int, end: int) -> bool:
 
 def _canonical(fh: IO[bytes], members: list[tarfile.TarInfo], file_size: int) -> str | None:
     """Why the tar is not byte-for-byte in :func:`write_tar`'s form (or None)."""
-    expected, mtime = 0, members[0].mtime
+    expected, mtime = 0, int(members[0].mtime)
     for member in members:
         if member.mtime != mtime:
             return f"{member.name}: mtime differs from the other members"

@@ -19,15 +19,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from kubeha.bundle import Advance, Expect, PackInput, PackResult, VerifyReport, bundle_size, pack_bundle, verify_bundle
-from kubeha.bundle.signing import Signer, signature_time
+from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
+from kubeha.bundle.pack import pack_inventory
+from kubeha.bundle.signing import Signer
 from kubeha.errors import InvalidInput, KubehaError
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
 
 _err = Console(stderr=True)
-MAX_BYTES_MARGIN = 64 << 20  # download bound = image archive + this (documents, headers, metadata)
 
 
 def _fail(exc: KubehaError) -> typer.Exit:
@@ -86,8 +86,10 @@ def pack(
         typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
         raise typer.Exit(2)
     try:
-        result = _pack(inventory, images, _signer(sign_key, gnupghome), output, bundle_source, runtime,
-                       images_json, name, serial, not as_json)
+        with _progress(not as_json) as phase:
+            result = pack_inventory(inventory, images, _signer(sign_key, gnupghome), output,
+                                    source=bundle_source, runtime=runtime, images_json=images_json, name=name,
+                                    serial=serial, progress=phase)
     except KubehaError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -98,28 +100,6 @@ def pack(
     else:
         typer.echo(f"packed {result.directory}/ and {result.tarball}: serial {result.serial}, {result.files} "
                    f"signed files, {result.size} bytes, signed by {result.fingerprint}")
-
-
-def _pack(inventory: Path, images: Path, signer: Signer, output: Path, source: str, runtime: str,
-          images_json: Path | None, name: str | None, serial: int | None, progress: bool) -> PackResult:
-    """Documents with the trust anchor in them, then the bundle; the serial is recorded once it is in place."""
-    from kubeha.bundle import identity  # noqa: PLC0415
-    from kubeha.bundle.pack import pod_images  # noqa: PLC0415
-    from kubeha.generate import BundleRef, build_documents, cloud_init_files  # noqa: PLC0415
-
-    signer.check_usable(signature_time())
-    cid, number = identity.cluster_id(inventory), identity.next_serial(inventory, serial)
-    bound = (images.stat().st_size if images.is_file() else 0) + MAX_BYTES_MARGIN
-    ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
-                    fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)
-    loaded, docs = build_documents(inventory, bundle=ref)
-    documents = {d.name: cloud_init_files(d) for d in docs}
-    inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": source, "runtime": runtime},
-                       cid, number, pod_images(docs))
-    with _progress(progress) as phase:
-        result = pack_bundle(output, documents, inputs, signer, phase)
-    identity.record_serial(inventory, number)
-    return result
 
 
 def _print_report(report: VerifyReport) -> None:
