@@ -35,8 +35,9 @@ PASSPHRASE_ENV = "KUBEHA_SIGN_PASSPHRASE"  # noqa: S105 - the variable's name, n
 """Environment variable holding the signing key's passphrase (never a command-line argument)."""
 
 ARMOR_BEGIN = b"-----BEGIN PGP SIGNATURE-----"
-REFUSING = ("BADSIG", "ERRSIG", "NO_PUBKEY", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NODATA", "UNEXPECTED",
-            "BADARMOR", "PLAINTEXT", "BADMDC", "DECRYPTION_FAILED", "KEYREVOKED", "KEYEXPIRED")
+# Any of these refuses; the first one present in this order names the reason (the most specific first).
+REFUSING = ("EXPKEYSIG", "REVKEYSIG", "EXPSIG", "BADSIG", "NO_PUBKEY", "ERRSIG", "KEYREVOKED", "KEYEXPIRED",
+            "PLAINTEXT", "NODATA", "UNEXPECTED", "BADARMOR", "BADMDC", "DECRYPTION_FAILED")
 GPGV_TIMEOUT = 60
 
 
@@ -162,7 +163,7 @@ def judge_status(status: str, trusted: set[str], name: str) -> Verdict:
     """Decide from gpgv ``--status-fd`` output alone (see the module docstring); raise SignatureError."""
     lines = [line.split() for line in status.splitlines() if line.startswith("[GNUPG:] ")]
     words = [line[1] for line in lines if len(line) > 1]
-    refused = [w for w in words if w in REFUSING]
+    refused = [w for w in REFUSING if w in words]
     if refused:
         first = next(line for line in lines if line[1] == refused[0])
         keyid = f" (key {first[2]})" if len(first) > 2 and refused[0] != "PLAINTEXT" else ""
