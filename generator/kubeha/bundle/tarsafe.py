@@ -161,6 +161,18 @@ def _canonical(fh: IO[bytes], members: list[tarfile.TarInfo], file_size: int) ->
     return None
 
 
+def _directories(members: list[tarfile.TarInfo], top: str) -> str | None:
+    """Why the directory members are not exactly the top and the parents of the files (or None)."""
+    dirs = {m.name for m in members if m.isdir()}
+    parents = {top}
+    for member in members:
+        if member.isreg():
+            parts = member.name.split("/")
+            parents.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    odd = sorted(dirs ^ parents)
+    return f"{odd[0]}: directory member without files, or a file without its directory" if odd else None
+
+
 def read_tar(path: Path) -> tuple[str, dict[str, Member], list[str]]:
     """Vet every header of the bundle tar at ``path`` before any content is read.
 
@@ -177,7 +189,7 @@ def read_tar(path: Path) -> tuple[str, dict[str, Member], list[str]]:
             seen: set[str] = set()
             problems = [p for m in members if (p := _vet(m, top, seen))]
             if not problems:
-                problem = _canonical(fh, members, os.fstat(fh.fileno()).st_size)
+                problem = _canonical(fh, members, os.fstat(fh.fileno()).st_size) or _directories(members, top)
                 problems += [problem] if problem else []
     except (tarfile.TarError, OSError, EOFError, ValueError, UnicodeError) as exc:
         return "", {}, [f"not a readable plain tar: {exc}"]
