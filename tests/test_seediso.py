@@ -19,11 +19,11 @@ import typer
 from pycdlib.dr import DirectoryRecord
 from typer.testing import CliRunner
 
+from kubeha.bundle.pack import pack_inventory
 from kubeha.cli.seediso import seed_iso
 from kubeha.deliver.seediso import DEFAULT_EPOCH, write_seed_iso
 from kubeha.errors import InvalidInput
 from kubeha.generate import generate_documents
-from kubeha.bundle.pack import pack_inventory
 from kubeha_test import EXAMPLES, staged_inventory
 from test_bundle import make_docker_archive
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubeha.bundle import PackInput, PackResult, pack_bundle, verify_bundle, write_tar
+from kubeha.bundle import PackInput, PackResult, pack_bundle, write_tar
 from kubeha.bundle.signing import Signer, UnusableKeyError
 from kubeha.cli.bundle import app
 from signature_cases import CASE_NAMES, SigCase, SigKeys, make_sig_keys, signature_cases

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kubeha.errors import InvalidInput, SignatureError
 from kubeha.bundle.signing import Signer, SigningError, verify_detached
+from kubeha.errors import InvalidInput, SignatureError
 
 
 def _require_gpg() -> None:

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import pytest
 from daemons import ctr
-from signature_cases import CASE_NAMES, SigCase, SigKeys
-from test_bundle import REFS, make_docker_archive, tar_member
 from test_node_install import MANIFESTS, Node, Packed, assert_ok, containerd, node, packed  # noqa: F401
-from test_signature_table import sig_keys  # noqa: F401 - session fixture
-from test_signing import Keys, gpg_keys  # noqa: F401
 
 from kubeha.bundle import PackInput, pack_bundle, write_tar
 from kubeha.bundle.signing import Signer
+from signature_cases import CASE_NAMES, SigCase, SigKeys
+from test_bundle import REFS, make_docker_archive, tar_member
+from test_signature_table import sig_keys  # noqa: F401 - session fixture
+from test_signing import Keys, gpg_keys  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

@@ -428,28 +428,46 @@ def test_cloud_init_tampered_bundle(
 
 
 @pytest.mark.slow
-def test_vm_boot_installs_bundle_from_seed_iso(packed: Packed, tmp_path: Path) -> None:
-    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.deliver.seediso) with the bundle on it.
+def test_vm_boot_installs_bundle_from_seed_iso_then_keeps_it(packed: Packed, tmp_path: Path) -> None:
+    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.deliver.seediso) with the bundle on it,
+    then a second boot of the same disk from an ISO without the bundle, which keeps the verified install.
 
     The ISO carries the bundle directory under /kubeha-bundle/; the install script finds it on the cidata
     device itself (cloud-init has unmounted it by then), imports into the VM's own containerd and reports on
-    the serial console. One extra runcmd lists the VM's images on the console, so the test sees them too.
+    the serial console. Extra runcmds list the VM's images on the console, install and enable the product's
+    kubeha-install.service (as the Ignition delivery does) so the script runs at every later boot, and sync.
     """
     from kubeha.deliver.seediso import write_seed_iso
+    from kubeha.render import render_template
 
     name = packed.masters[0]
     docs = packed.documents[name]
     user_data = yaml.safe_load(docs["user-data"])
-    user_data["runcmd"].append(["sh", "-c", "ctr -n k8s.io images ls -q | sed 's/^/kubeha-vm-image: /' > /dev/console"])
-    text = "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)
+    unit = render_template("/etc/systemd/system/kubeha-install.service", {})
+    user_data["write_files"].append({"path": "/etc/systemd/system/kubeha-install.service", "content": unit,
+                                     "permissions": "0644", "owner": "root:root"})
+    user_data["runcmd"] += [
+        ["sh", "-c", "ctr -n k8s.io images ls -q | sed 's/^/kubeha-vm-image: /' > /dev/console"],
+        ["systemctl", "enable", "kubeha-install.service"],
+        ["sync"],
+    ]
+    text = ("#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)).encode()
     iso = tmp_path / "seed.iso"
-    write_seed_iso(iso, user_data=text.encode(), meta_data=docs["meta-data"], bundle_dir=packed.bundle.directory)
+    write_seed_iso(iso, user_data=text, meta_data=docs["meta-data"], bundle_dir=packed.bundle.directory)
     boot = guest.boot_vm(iso, workdir=tmp_path, timeout=900)
     serial = boot.serial
-    assert f"kubeha-install: OK {name} files=" in serial, boot.tail()
+    assert f"kubeha-install: OK {name} serial=1 files=" in serial, boot.tail()
     assert "images=imported manifests=2" in serial, boot.tail()
     for ref in REFS:
         assert f"kubeha-vm-image: {ref}" in serial, boot.tail()
+    # a later boot: the same disk, the seed ISO now without the bundle
+    later = tmp_path / "later"
+    later.mkdir()
+    bare = later / "seed.iso"
+    write_seed_iso(bare, user_data=text, meta_data=docs["meta-data"])
+    again = guest.boot_vm(bare, workdir=later, timeout=900, disk=boot.disk,
+                          until=r"kubeha-install: (kept serial \d+: .*|OK .*|FAILED .*)\n")
+    assert "kubeha-install: kept serial 1: step=locate reason=bundle not found at cidata" in again.serial, again.tail()
 
 
 def test_install_with_docker(node: Node, packed: Packed, dockerd: Daemon) -> None:
