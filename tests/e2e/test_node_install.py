@@ -392,7 +392,7 @@ def test_cloud_init_every_node(packed: Packed, containerd: Daemon, cloud_init_wo
         for manifest in MANIFESTS:
             assert run.mode(f"/etc/kubernetes/manifests/{manifest}") == 0o600
             assert run.read(f"/etc/kubernetes/manifests/{manifest}") == run.read(f"/etc/kubeha/manifests/{manifest}")
-        assert f"kubeha-install: OK {name} files=" in run.console, run.console
+        assert f"kubeha-install: OK {name} serial=1 files=" in run.console, run.console
         assert pinned_refs(containerd) == set(REFS)
         shutil.rmtree(run.upper.parent, ignore_errors=True)
     for name in packed.workers:
@@ -506,9 +506,11 @@ def test_runtime_down_fails_closed(node: Node, packed: Packed, tmp_path: Path) -
 def test_install_real_images(node: Node, kubeha_images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
     """The real keepalived/haproxy archive (kubeha image build + save): every image a static pod names is
     imported and pinned before its manifest goes in (the pods use imagePullPolicy Never/IfNotPresent)."""
-    documents = {"master1": {"user-data": b"#cloud-config\n{}\n", "meta-data": b"instance-id: x\n"}}
-    inputs = PackInput("real", kubeha_images_tar, name="kubeha", cluster_id=node.cluster_id, serial=1)
-    bundle = pack_bundle(tmp_path / "out", documents, inputs, gpg_keys.trusted.signer())
+    inventory = tmp_path / "cluster.yaml"
+    shutil.copy(EXAMPLE, inventory)
+    bundle = pack_inventory(inventory, kubeha_images_tar, gpg_keys.trusted.signer(), tmp_path / "out", name="kubeha")
+    shutil.rmtree(node.root)  # this node's user-data comes with that bundle (its cluster id, its size bound)
+    install_user_data((bundle.directory / "nodes/master1/user-data").read_bytes(), node.root)
     node.place_tar(bundle.tarball)
     proc = node.run(timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
