@@ -37,7 +37,7 @@ import yaml
 from daemons import Daemon, ctr, running, start_containerd, start_dockerd
 from guest import cloud_init_workdir  # noqa: F401 - fixture
 
-from kubeha.bundle import IMAGES_TAR, PackInput, PackResult, pack_bundle, write_tar
+from kubeha.bundle import IMAGES_TAR, PackResult, write_tar
 from kubeha.bundle.pack import pack_inventory
 from kubeha.generate import load_cluster
 from test_bundle import REFS, make_docker_archive, tar_member
