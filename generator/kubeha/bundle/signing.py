@@ -18,6 +18,7 @@ table of cases (tests/signature_cases.py) runs through both.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -196,11 +197,41 @@ def _import_keyring(gpg: gnupg.GPG, keyring: Path) -> set[str]:
     return fingerprints
 
 
+def _crc24(data: bytes) -> int:
+    """The OpenPGP armor checksum (RFC 4880, 6.1)."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
 def check_armor(signature: bytes, name: str) -> None:
-    """Refuse anything but one armored detached signature block (no clear-signed or embedded message)."""
-    begins = sum(1 for line in signature.split(b"\n") if line.startswith(b"-----BEGIN "))
-    if not signature.startswith(ARMOR_BEGIN + b"\n") or begins != 1:
-        raise SignatureError(f"{name}: not one armored detached signature (-----BEGIN PGP SIGNATURE-----)")
+    """Refuse anything but one armored detached signature block, written exactly as gpg writes it.
+
+    One "PGP SIGNATURE" block, no headers, base64 in 64-character lines, an optional CRC line that must
+    match, nothing before or after: a clear-signed or embedded message, or an armor whose bytes were changed
+    in ways gpg would read past (whitespace, headers, base64 slack), is not the signature that was made.
+    """
+    lines = signature.split(b"\n")
+    problem = SignatureError(f"{name}: not one armored detached signature (-----BEGIN PGP SIGNATURE-----)")
+    if len(lines) < 5 or lines[0] != ARMOR_BEGIN or lines[1] != b"" or lines[-1] != b"" \
+            or lines[-2] != b"-----END PGP SIGNATURE-----":
+        raise problem
+    body, crc = lines[2:-2], None
+    if body and body[-1].startswith(b"="):
+        crc, body = body[-1], body[:-1]
+    try:
+        packets = base64.b64decode(b"".join(body), validate=True)
+    except ValueError:
+        raise problem from None
+    text = base64.b64encode(packets)
+    canonical = [text[i : i + 64] for i in range(0, len(text), 64)]
+    if body != canonical or (crc is not None and crc != b"=" + base64.b64encode(_crc24(packets).to_bytes(3, "big"))):
+        raise problem
 
 
 def verify_detached(signature: Path, data: Path, keyring: Path) -> Verdict:
