@@ -16,6 +16,7 @@ from typing import Any
 
 from kubeha.errors import Location, Problem
 from kubeha.inventory import RawHost, RawInventory, Value
+from kubeha.inventory.raw import SECRET_KEYS
 from kubeha.profiles import PROFILES, Profile
 
 DEFAULT_KEEPALIVED_IMAGE = "kubeha.local/keepalived:2.2.7"
@@ -99,37 +100,47 @@ class _Checker:
     def warn(self, loc: Location, path: str, message: str) -> None:
         self.problems.append(Problem(loc, path, message, "warning"))
 
+    def clean(self, val: Value, path: str) -> bool:
+        """False (with an error) when a text value holds a control character, a trailing newline included."""
+        text = val.value if isinstance(val.value, str) else ""
+        bad = next((ch for ch in text if _is_control(ch)), None)
+        if bad is None:
+            return True
+        self.error(val.location, val.where or path, f"contains the control character U+{ord(bad):04X}"
+                   + ("" if _is_secret(path) else f" ({_show(val.value)})"))
+        return False
+
     def typed(self, val: Value | None, path: str, conv: Callable[[Any], Any], what: str) -> Any:
-        if val is None:
+        if val is None or not self.clean(val, path):
             return None
         try:
             return conv(val.value)
         except (ValueError, TypeError):
-            self.error(val.location, path, f"{_show(val.value)} is not {what}")
+            self.error(val.location, val.where or path, f"{_show(val.value, path)} is not {what}")
             return None
 
     def integer(self, val: Value | None, path: str, lo: int, hi: int) -> int | None:
         num = self.typed(val, path, _int, "an integer")
         if num is not None and not lo <= num <= hi:
             assert val is not None
-            self.error(val.location, path, f"{num} is out of range {lo}-{hi}")
+            self.error(val.location, val.where or path, f"{num} is out of range {lo}-{hi}")
             return None
         return num  # type: ignore[no-any-return]
 
     def matching(self, val: Value | None, path: str, pattern: re.Pattern[str], what: str) -> str | None:
-        if val is None:
+        if val is None or not self.clean(val, path):
             return None
         text = val.value if isinstance(val.value, str) else None
-        if text is None or not pattern.match(text):
-            self.error(val.location, path, f"{_show(val.value)} is not {what}")
+        if text is None or not pattern.fullmatch(text):
+            self.error(val.location, val.where or path, f"{_show(val.value, path)} is not {what}")
             return None
         return text
 
     def choice(self, val: Value | None, path: str, choices: tuple[str, ...]) -> str | None:
-        if val is None:
+        if val is None or not self.clean(val, path):
             return None
         if val.value not in choices:
-            self.error(val.location, path, f"{_show(val.value)} is not one of {', '.join(choices)}")
+            self.error(val.location, val.where or path, f"{_show(val.value)} is not one of {', '.join(choices)}")
             return None
         return str(val.value)
 
@@ -153,8 +164,18 @@ def _ipv4(value: Any) -> ipaddress.IPv4Interface:
     return iface
 
 
-def _show(value: Any) -> str:
-    """Quote a user value for a message, short and on one line (newlines and control chars escaped)."""
+def _is_control(ch: str) -> bool:
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029"
+
+
+def _is_secret(path: str) -> bool:
+    return path.rsplit(".", 1)[-1] in SECRET_KEYS
+
+
+def _show(value: Any, path: str = "") -> str:
+    """Quote a user value for a message, short and on one line; a secret's value is never shown."""
+    if _is_secret(path):
+        return "the value (not shown: it is a secret)"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -169,7 +190,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     chk = _Checker(raw)
     if raw.unreadable:
         return None, sorted(chk.problems)
-    where = "cluster" if raw.format == "yaml" else "[all:vars]"
+    where = raw.cluster_where
     c = raw.cluster
     top = Location(raw.path, 1)
 
@@ -197,7 +218,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     auth_pass = chk.matching(c.get("auth_pass"), f"{where}.auth_pass", _AUTH_PASS,
                              "a VRRP PASS secret (1-8 characters: letters, digits, _.+=@%^*-)")
     if auth_pass is not None:
-        chk.warn(c["auth_pass"].location, f"{where}.auth_pass",
+        chk.warn(c["auth_pass"].location, c["auth_pass"].where or f"{where}.auth_pass",
                  "a secret in the inventory is readable by anyone who can read the file; "
                  "leave it out and kubeha keeps a generated one beside the inventory (0600)")
     interface = _interface(chk, c.get("interface"), f"{where}.interface")
@@ -216,8 +237,8 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     vip = _vip(chk, c, where, masters, workers, top)
     gateway, dns = _network(chk, c, where, vip, [*masters, *workers])
     weight = _weight(chk, c.get("weight"), f"{where}.weight", masters)
-    if not raw.masters and not any(p.path == "masters" or "k8s-master" in p.message for p in chk.problems):
-        chk.error(top, "masters", "no control-plane nodes")  # unless the loader said so already
+    if not raw.masters and not raw.masters_reported:
+        chk.error(top, "masters", "no control-plane nodes")  # unless the loader said why already
     if len(masters) == 1:
         chk.warn(masters[0].location, "masters", "only one master: the VIP has nowhere to move")
 
@@ -239,8 +260,11 @@ def _interface(chk: _Checker, val: Value | None, path: str) -> str:
     """The VRRP interface. The seed's ``ip_interface=eth.*`` is a pattern for Ansible fact lookup."""
     if val is None:
         return "eth0"
+    if not chk.clean(val, path):
+        return "eth0"
+    path = val.where or path
     text = str(val.value)
-    if _IFNAME.match(text) and text not in (".", ".."):
+    if _IFNAME.fullmatch(text) and text not in (".", ".."):
         return text
     if re.fullmatch(r"[A-Za-z0-9_-]+\.\*", text):
         name = text[:-2] + "0"
@@ -250,6 +274,11 @@ def _interface(chk: _Checker, val: Value | None, path: str) -> str:
     chk.error(val.location, path, f"{_show(val.value)} is not a network interface name "
               "(1-15 characters: letters, digits, _ - . @)")
     return "eth0"
+
+
+def _hp(host: RawHost, prefix: str) -> str:
+    """How messages name a host: the reader's path for it (its inventory name), else prefix[index]."""
+    return host.path or f"{prefix}[{host.index}]"
 
 
 def _host_name(chk: _Checker, host: RawHost, path: str, address: str | None) -> str | None:
@@ -269,7 +298,7 @@ def _mac(chk: _Checker, host: RawHost, path: str) -> str | None:
 def _host_common(chk: _Checker, host: RawHost, path: str) -> tuple[str | None, ipaddress.IPv4Interface | None]:
     aval = host.vars.get("address")
     if aval is None:
-        chk.error(host.location, path, "missing address")
+        chk.error(host.location, path, host.no_address)
         return None, None
     addr = chk.typed(aval, f"{path}.address", _ipv4, "an IPv4 address")
     return _host_name(chk, host, path, str(addr.ip) if addr else None), addr
@@ -277,19 +306,19 @@ def _host_common(chk: _Checker, host: RawHost, path: str) -> tuple[str | None, i
 
 def _ordered(chk: _Checker, hosts: list[RawHost], path: str) -> list[RawHost]:
     def key(h: RawHost) -> tuple[int, int]:
-        order = chk.integer(h.vars.get("order"), f"{path}[{h.index}].order", 0, 10000)
+        order = chk.integer(h.vars.get("order"), f"{_hp(h, path)}.order", 0, 10000)
         return (order if order is not None else 10001 + h.index, h.index)
     return sorted(hosts, key=key)
 
 
 def _masters(chk: _Checker, raw: RawInventory, default_iface: str) -> list[Master]:
-    prefix = "masters" if raw.format == "yaml" else "[k8s-master]"
+    prefix = "masters" if raw.format == "yaml" else f"[{raw.masters[0].group}]" if raw.masters else "masters"
     hosts = _ordered(chk, raw.masters, prefix)
     priorities = _priorities(chk, hosts, prefix)
     states = _states(chk, hosts, prefix, priorities)
     out = []
     for host in hosts:
-        path = f"{prefix}[{host.index}]"
+        path = f"{_hp(host, prefix)}"
         name, addr = _host_common(chk, host, path)
         iface_val = host.vars.get("interface")
         iface = _interface(chk, iface_val, f"{path}.interface") if iface_val else default_iface
@@ -304,7 +333,7 @@ def _masters(chk: _Checker, raw: RawInventory, default_iface: str) -> list[Maste
 
 def _priorities(chk: _Checker, hosts: list[RawHost], prefix: str) -> dict[int, int]:
     """Given priorities are kept; missing ones step down by 10 below the previous node (100 at the top)."""
-    given = {h.index: chk.integer(h.vars.get("priority"), f"{prefix}[{h.index}].priority", 1, 254)
+    given = {h.index: chk.integer(h.vars.get("priority"), f"{_hp(h, prefix)}.priority", 1, 254)
              for h in hosts}
     out: dict[int, int] = {}
     last: int | None = None
@@ -314,7 +343,7 @@ def _priorities(chk: _Checker, hosts: list[RawHost], prefix: str) -> dict[int, i
         if prio is None:
             prio = 100 if last is None else last - step
             if prio < 1:
-                chk.error(host.location, f"{prefix}[{host.index}].priority",
+                chk.error(host.location, f"{_hp(host, prefix)}.priority",
                           "cannot derive a priority: set priorities explicitly")
                 continue
         out[host.index] = prio
@@ -326,7 +355,7 @@ def _priorities(chk: _Checker, hosts: list[RawHost], prefix: str) -> dict[int, i
             continue
         if prio in seen:
             loc = host.vars["priority"].location if "priority" in host.vars else host.location
-            chk.error(loc, f"{prefix}[{host.index}].priority",
+            chk.error(loc, f"{_hp(host, prefix)}.priority",
                       f"priority {prio} ties with another master; priorities must be unique")
         seen[prio] = host
     return out
@@ -334,27 +363,27 @@ def _priorities(chk: _Checker, hosts: list[RawHost], prefix: str) -> dict[int, i
 
 def _states(chk: _Checker, hosts: list[RawHost], prefix: str, prio: dict[int, int]) -> dict[int, str]:
     """Exactly one MASTER: the one marked so, else the highest priority."""
-    states = {h.index: chk.choice(h.vars.get("state"), f"{prefix}[{h.index}].lb", ("MASTER", "BACKUP"))
+    states = {h.index: chk.choice(h.vars.get("state"), f"{_hp(h, prefix)}.lb", ("MASTER", "BACKUP"))
               for h in hosts}
     marked = [h for h in hosts if states[h.index] == "MASTER"]
     for extra in marked[1:]:
-        chk.error(extra.vars["state"].location, f"{prefix}[{extra.index}].lb",
+        chk.error(extra.vars["state"].location, f"{_hp(extra, prefix)}.lb",
                   "more than one MASTER; mark one and leave the others BACKUP")
     if not prio:
         return {h.index: "BACKUP" for h in hosts}
     top = max(prio, key=lambda i: prio[i])
     if marked and marked[0].index in prio and prio[marked[0].index] != prio[top]:
-        chk.warn(marked[0].vars["state"].location, f"{prefix}[{marked[0].index}].lb",
+        chk.warn(marked[0].vars["state"].location, f"{_hp(marked[0], prefix)}.lb",
                  "the MASTER does not have the highest priority: the highest-priority node takes the VIP")
     master = marked[0].index if marked else top
     return {h.index: "MASTER" if h.index == master else "BACKUP" for h in hosts}
 
 
 def _workers(chk: _Checker, raw: RawInventory, default_iface: str) -> list[Worker]:
-    prefix = "workers" if raw.format == "yaml" else "[k8s-node]"
+    prefix = "workers" if raw.format == "yaml" else f"[{raw.workers[0].group}]" if raw.workers else "workers"
     out = []
     for host in _ordered(chk, raw.workers, prefix):
-        path = f"{prefix}[{host.index}]"
+        path = f"{_hp(host, prefix)}"
         name, addr = _host_common(chk, host, path)
         for key in ("state", "priority"):
             if key in host.vars:
