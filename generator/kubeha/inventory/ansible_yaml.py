@@ -54,7 +54,7 @@ def _group(name: str, node: yaml.Node, tree: Tree) -> str | None:
         if not isinstance(sub, yaml.MappingNode):
             tree.error(node_loc(tree, sub), f"{name}.{key}", "must be a mapping")
             continue
-        _SECTION_READERS[key](name, sub, tree, tree)
+        _SECTION_READERS[key](name, sub, tree)
     return name
 
 
@@ -68,7 +68,7 @@ def _vars(group: str, node: yaml.MappingNode, tree: Tree) -> None:
 
 def _children(group: str, node: yaml.MappingNode, tree: Tree) -> None:
     for child, cnode in pairs(node, tree, f"{group}.children"):
-        made = _group(child, cnode, tree, tree)
+        made = _group(child, cnode, tree)
         if made is not None:
             tree.add_child(group, made, node_loc(tree, cnode))
 

@@ -144,18 +144,20 @@ def _is_ip(text: str) -> bool:
 
 def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int) -> RawHost:
     host = tree.hosts[name]
-    merged = tree.host_vars(name)
+    ranked = tree.ranked_vars(name)
+    merged = {key: val for key, (_, val) in ranked.items()}
     hvars: dict[str, Value] = {}
-    spelled: dict[str, str] = {}
-    for key, val in merged.items():
+    rank: dict[str, tuple[int, str]] = {}
+    for key, (level, val) in ranked.items():
         canon = ANSIBLE_HOST_KEYS.get(key)
         if canon is None:
             continue
-        if canon in hvars and hvars[canon].value != val.value:
-            inv.problems.append(Problem(val.location, val.where or key, f"{key} and {spelled[canon]} both set "
-                                        "(they are one setting): keep one"))
-        hvars.setdefault(canon, val)
-        spelled.setdefault(canon, key)
+        # Two spellings of one setting (ip_interface and interface): the more specific level wins.
+        if canon in rank and rank[canon][0] == level and hvars[canon].value != val.value:
+            inv.problems.append(Problem(val.location, val.where or key, f"{key} and {rank[canon][1]} both set "
+                                        "at one level (they are one setting): keep one"))
+        if canon not in rank or level > rank[canon][0]:
+            hvars[canon], rank[canon] = val, (level, key)
     path = host.path or name
     if "name" in hvars and "name" not in host.vars:
         val = hvars.pop("name")
