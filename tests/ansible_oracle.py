@@ -36,8 +36,9 @@ from kubeha.errors import InvalidInput  # noqa: E402
 from kubeha.model import Cluster  # noqa: E402
 
 FAMILIES = {"k8s-master": "k8s-node", "kube_control_plane": "kube_node"}
+# Later spellings win (kubeha's rule: interface beats the seed's ip_interface, state beats lb).
 HOST_SPELLINGS = {"name": "name", "lb": "state", "state": "state", "priority": "priority", "order": "order",
-                  "interface": "interface", "ip_interface": "interface", "mac": "mac"}
+                  "ip_interface": "interface", "interface": "interface", "mac": "mac"}
 CLUSTER_SPELLINGS = {"cluster_name": "name", "vip": "vip", "vip_prefix": "vip_prefix", "profile": "profile",
                      "vrrp_mode": "vrrp_mode", "virtual_router_id": "virtual_router_id", "weight": "weight",
                      "lb_port": "lb_port", "apiserver_port": "apiserver_port", "health_port": "health_port"}
@@ -95,7 +96,7 @@ def ambiguous_order(inv: InventoryManager, group: str) -> bool:
 
 def _host_entry(name: str, hv: dict[str, Any]) -> dict[str, Any]:
     entry = {canon: plain(hv[key]) for key, canon in HOST_SPELLINGS.items() if key in hv}
-    for key in ("address", "ip", "ansible_host"):
+    for key in ("address", "ip", "ansible_host"):  # the first one set is the address
         if key in hv:
             entry["address"] = plain(hv[key])
             break
@@ -110,8 +111,9 @@ def _host_entry(name: str, hv: dict[str, Any]) -> dict[str, Any]:
 def ansible_native(path: Path, masters_group: str | None = None) -> dict[str, Any]:
     """What Ansible resolves, as a kubeha native inventory document (raises AnsibleRefused)."""
     inv, vm = resolve(path)
-    mg = masters_group or next(g for g in FAMILIES if g in inv.groups)
-    wg = FAMILIES.get(mg, "")
+    all_vars = inv.groups["all"].get_vars()
+    mg = masters_group or all_vars.get("masters_group") or next(g for g in FAMILIES if g in inv.groups)
+    wg = all_vars.get("workers_group") or FAMILIES.get(mg, "")
     masters = [h for h in inv.groups[mg].get_hosts()]
     master_names = {h.name for h in masters}
     workers = [h for h in inv.groups[wg].get_hosts() if h.name not in master_names] if wg in inv.groups else []

@@ -23,6 +23,9 @@ ANSIBLE_HOST_KEYS = {**HOST_KEYS, "ip_interface": "interface"}
 # Cluster-wide keys in an Ansible inventory. ``name`` and ``interface`` are per host there (a group's value
 # reaches each member): the cluster's name is ``cluster_name``.
 ANSIBLE_CLUSTER_KEYS = {k: v for k, v in CLUSTER_KEYS.items() if k not in ("name", "interface", "ip_interface")}
+# The order in which spellings of one host setting are taken: the first one set wins.
+PREFERRED = ["address", "ip", "interface", "ip_interface", "state", "lb", *HOST_KEYS]
+PREFERRED = list(dict.fromkeys(PREFERRED))
 GROUP_KEYS = ("masters_group", "workers_group")
 # Other tools' variables kubeha knows it does not need: no "unknown variable" warning for them.
 FOREIGN_KEYS = frozenset({"access_ip", "etcd_member_name", "inventory_file", "inventory_dir"})
@@ -144,20 +147,19 @@ def _is_ip(text: str) -> bool:
 
 def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int) -> RawHost:
     host = tree.hosts[name]
-    ranked = tree.ranked_vars(name)
-    merged = {key: val for key, (_, val) in ranked.items()}
+    merged = tree.host_vars(name)
     hvars: dict[str, Value] = {}
-    rank: dict[str, tuple[int, str]] = {}
-    for key, (level, val) in ranked.items():
-        canon = ANSIBLE_HOST_KEYS.get(key)
-        if canon is None:
+    spelled: dict[str, str] = {}
+    for key in PREFERRED:  # kubeha's own spelling wins over the seed's/kubespray's (ip_interface, ip)
+        canon = ANSIBLE_HOST_KEYS[key]
+        val = merged.get(key)
+        if val is None:
             continue
-        # Two spellings of one setting (ip_interface and interface): the more specific level wins.
-        if canon in rank and rank[canon][0] == level and hvars[canon].value != val.value:
-            inv.problems.append(Problem(val.location, val.where or key, f"{key} and {rank[canon][1]} both set "
-                                        "at one level (they are one setting): keep one"))
-        if canon not in rank or level > rank[canon][0]:
-            hvars[canon], rank[canon] = val, (level, key)
+        if canon in hvars and hvars[canon].value != val.value:
+            inv.problems.append(Problem(val.location, val.where or key, f"both {spelled[canon]} and {key} apply to "
+                                        f"{name}: {spelled[canon]} wins", "warning"))
+        elif canon not in hvars:
+            hvars[canon], spelled[canon] = val, key
     path = host.path or name
     if "name" in hvars and "name" not in host.vars:
         val = hvars.pop("name")

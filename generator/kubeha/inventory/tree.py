@@ -167,12 +167,8 @@ class Tree:
 
     def host_vars(self, host: str) -> dict[str, Value]:
         """The host's variables after Ansible's precedence: all, groups by (depth, priority, name), host."""
-        return {key: val for key, (_, val) in self.ranked_vars(host).items()}
-
-    def ranked_vars(self, host: str) -> dict[str, tuple[int, Value]]:
-        """Like host_vars, with each value's precedence rank (higher wins; the host's own vars rank last)."""
-        merged: dict[str, tuple[int, Value]] = {}
-        scopes = [self.groups[g].vars for g in self.host_groups(host)] + [self.hosts[host].vars]
-        for rank, scope in enumerate(scopes):
-            merged.update((key, (rank, val)) for key, val in scope.items())
+        merged: dict[str, Value] = {}
+        for grp in self.host_groups(host):
+            merged.update(self.groups[grp].vars)
+        merged.update(self.hosts[host].vars)
         return merged
