@@ -31,8 +31,8 @@ from ansible.inventory.manager import InventoryManager  # noqa: E402
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible.vars.manager import VariableManager  # noqa: E402
 
-from kubeha.generate import load_cluster  # noqa: E402
 from kubeha.errors import InvalidInput  # noqa: E402
+from kubeha.generate import load_cluster  # noqa: E402
 from kubeha.model import Cluster  # noqa: E402
 
 FAMILIES = {"k8s-master": "k8s-node", "kube_control_plane": "kube_node"}

@@ -1,5 +1,6 @@
-"""Ansible's YAML inventory format (``all: {hosts, children, vars}``), read as ansible-core's ``yaml``
-inventory plugin reads it, into a Tree. Host keys are host patterns (ranges, ``host:port``) like in INI;
+"""Ansible's YAML inventory format (``all: {hosts, children, vars}``), as ansible-core's yaml plugin reads it.
+
+The result is a Tree. Host keys are host patterns (ranges, ``host:port``) like in INI;
 values are typed by YAML (1.1, as PyYAML's safe loader, which Ansible uses). Lines are kept.
 """
 

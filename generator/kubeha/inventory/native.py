@@ -72,8 +72,8 @@ def _yaml_hosts(node: yaml.Node, inv: RawInventory, key: str) -> None:
             canon = HOST_KEYS.get(hkey)
             val = _scalar(vnode, inv, f"{where}.{hkey}")
             if canon is None:
-                inv.problems.append(Problem(loc(inv, vnode), f"{where}.{hkey}", "unknown key" + suggest(hkey, HOST_KEYS),
-                                            "warning"))
+                inv.problems.append(Problem(loc(inv, vnode), f"{where}.{hkey}",
+                                            "unknown key" + suggest(hkey, HOST_KEYS), "warning"))
             elif val is not None:
                 hvars[canon] = val
         hosts.append(RawHost(hvars, loc(inv, hnode), key, len(hosts), where))

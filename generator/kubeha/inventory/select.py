@@ -1,5 +1,6 @@
-"""From an Ansible group/host tree to kubeha's RawInventory: which hosts are masters and workers, and each
-host's kubeha keys read from its final merged variables (Ansible's precedence, see tree.py).
+"""From an Ansible group/host tree to kubeha's RawInventory: the masters, the workers, their kubeha keys.
+
+Each host's kubeha keys are read from its final merged variables (Ansible's precedence, see tree.py).
 
 Masters are the hosts of the masters group (``k8s-master``, or kubespray's ``kube_control_plane``, or
 ``masters_group``) including those reached through ``:children``, in Ansible's order; workers are the hosts
@@ -71,7 +72,7 @@ def _setting(tree: Tree, key: str) -> Value | None:
 def _group_names(tree: Tree, inv: RawInventory, masters: str | None,
                  workers: str | None) -> tuple[str | None, str | None]:
     top = Location(tree.path, 1)
-    names = []
+    names: list[tuple[str | None, Location, str]] = []
     for key, given in zip(GROUP_KEYS, (masters, workers), strict=True):
         if given is not None:
             names.append((given, Location(f"--{key.replace('_', '-')}"), f"--{key.replace('_', '-')}"))

@@ -41,7 +41,7 @@ def load_root(text: str, inv: RawInventory) -> yaml.MappingNode | None:
     return node
 
 
-def _fail(inv: RawInventory, line: int, message: str) -> None:
+def _fail(inv: RawInventory, line: int, message: str) -> yaml.MappingNode | None:
     inv.problems.append(Problem(Location(inv.path, line), "inventory", message))
     inv.unreadable = True
     return None
