@@ -165,8 +165,10 @@ def kubeha(path: Path, **kw: Any) -> tuple[dict[str, Any] | None, list[str]]:
 LIST_SCRIPT = r"""
 import contextlib, io, json, os, sys
 from ansible.cli.inventory import InventoryCLI
+MODES = {"list": ["--list"], "export": ["--list", "--export"], "yaml-export": ["--list", "--yaml", "--export"]}
 out = {}
-for path in sys.argv[1:]:
+for arg in sys.argv[1:]:
+    mode, _, path = arg.partition(":")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # one real ansible-inventory run per child: the CLI keeps global state
@@ -174,7 +176,7 @@ for path in sys.argv[1:]:
         buf = io.StringIO()
         try:
             with contextlib.redirect_stdout(buf):
-                InventoryCLI(["ansible-inventory", "-i", path, "--list"]).run()
+                InventoryCLI(["ansible-inventory", "-i", path, *MODES[mode]]).run()
         except SystemExit:
             pass
         os.write(w, buf.getvalue().encode())
@@ -184,14 +186,17 @@ for path in sys.argv[1:]:
     while chunk := os.read(r, 65536):
         chunks.append(chunk)
     os.waitpid(pid, 0)
-    out[path] = b"".join(chunks).decode()
+    out[arg] = b"".join(chunks).decode()
 json.dump(out, sys.stdout)
 """
 
 
-def ansible_inventory_list(paths: list[Path]) -> dict[str, str]:
-    """The real ``ansible-inventory -i P --list`` output for each path (one interpreter, a fork per path)."""
-    env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-c", LIST_SCRIPT, *map(str, paths)], capture_output=True, text=True,
-                          env=env, check=True, timeout=300)
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+LIST_MODES = ("list", "export", "yaml-export")  # --list; --list --export; --list --yaml --export
+
+
+def ansible_inventory_list(paths: list[Path]) -> dict[tuple[str, str], str]:
+    """The real ``ansible-inventory -i P --list`` outputs, per (mode, path): one interpreter, a fork per run."""
+    args = [f"{mode}:{p}" for p in paths for mode in LIST_MODES]
+    proc = subprocess.run([sys.executable, "-c", LIST_SCRIPT, *args], capture_output=True, text=True,
+                          env={**os.environ}, check=True, timeout=300)
+    return {tuple(k.split(":", 1)): v for k, v in json.loads(proc.stdout).items()}  # type: ignore[misc]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_oracle import AnsibleRefused, ansible_inventory_list, ansible_native, kubeha, native_text
+from ansible_oracle import LIST_MODES, AnsibleRefused, ansible_inventory_list, ansible_native, kubeha, native_text
 from kubeha_test import CASES, run
 
 ROOT = CASES / "ansible"
@@ -98,18 +98,20 @@ INI_VIEW_CASES = [c for c in VIEW_CASES if c[1].suffix == ".ini"]
 
 
 @pytest.fixture(scope="module")
-def listed() -> dict[str, str]:
-    """The real ansible-inventory --list output of every INI view case (one interpreter for all)."""
+def listed() -> dict[tuple[str, str], str]:
+    """The real ansible-inventory outputs of every INI view case (one interpreter for all)."""
     return ansible_inventory_list([c[1] for c in INI_VIEW_CASES])
 
 
+@pytest.mark.parametrize("mode", LIST_MODES)
 @pytest.mark.parametrize(("name", "src", "spec"), INI_VIEW_CASES, ids=[c[0] for c in INI_VIEW_CASES])
-def test_ansible_inventory_list_json_reads_the_same(name: str, src: Path, spec: dict[str, Any],
-                                                    listed: dict[str, str], tmp_path: Path) -> None:
-    doc = json.loads(listed[str(src)])
-    assert doc["_meta"]["hostvars"], listed[str(src)]
-    inv = tmp_path / f"{name}.json"
-    inv.write_text(listed[str(src)])
+def test_ansible_inventory_output_reads_the_same(name: str, src: Path, spec: dict[str, Any], mode: str,
+                                                 listed: dict[tuple[str, str], str], tmp_path: Path) -> None:
+    """``--list`` and ``--list --export`` JSON, and ``--list --yaml --export`` (an Ansible YAML inventory)."""
+    text = listed[(mode, str(src))]
+    assert text.strip(), f"ansible-inventory printed nothing for {src}"
+    inv = tmp_path / (f"{name}.yaml" if mode.startswith("yaml") else f"{name}.json")
+    inv.write_text(text)
     got, problems = kubeha(inv)
     assert got is not None, problems
-    assert _as_lists(got) == spec["view"]
+    assert _as_lists(got) == spec["view"], text

@@ -50,6 +50,8 @@ def load(path: Path, *, masters_group: str | None = None, workers_group: str | N
     from kubeha.inventory.tree import Tree  # noqa: PLC0415
 
     tree = Tree(inv.path, fmt)
+    if fmt != "json":
+        _vars_dirs(path, tree.problems)
     if fmt == "json":
         from kubeha.inventory.ansible_json import read_json  # noqa: PLC0415
 
@@ -81,5 +83,15 @@ def _load_yaml(text: str, inv: RawInventory, masters_group: str | None, workers_
 
     tree = Tree(inv.path, "ansible-yaml")
     tree.problems.extend(inv.problems)
+    _vars_dirs(Path(inv.path), tree.problems)
     read_ansible_yaml(root, tree)
     return to_raw(tree, masters_group, workers_group)
+
+
+def _vars_dirs(path: Path, problems: list[Problem]) -> None:
+    """Ansible also reads group_vars/ and host_vars/ beside the inventory; kubeha refuses rather than differ."""
+    for name in ("group_vars", "host_vars"):
+        if (path.parent / name).is_dir():
+            problems.append(Problem(Location(str(path)), name, f"{path.parent / name}/ is read by Ansible and not by "
+                                    "kubeha: run `ansible-inventory -i INVENTORY --list > inv.json` and give kubeha "
+                                    "inv.json (or -), which includes those variables"))
