@@ -137,8 +137,9 @@ def _unknown_keys(tree: Tree, inv: RawInventory) -> None:
             if key in known or key.startswith("ansible_") or (val.location, key) in seen:
                 continue
             seen.add((val.location, key))
-            inv.problems.append(Problem(val.location, val.where or key, "unknown variable"
-                                        + suggest(key, known), "warning"))
+            hint = suggest(key, known)
+            if hint or tree.format != "json":  # a dynamic inventory's own variables are not the user's typos
+                inv.problems.append(Problem(val.location, val.where or key, "unknown variable" + hint, "warning"))
 
 
 def _is_ip(text: str) -> bool:
