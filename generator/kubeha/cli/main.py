@@ -97,11 +97,18 @@ class Format(StrEnum):
 
 
 InventoryArg = Annotated[
-    Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
+    Path, typer.Argument(help="Inventory: Ansible INI (the seed's hosts file, kubespray's), Ansible or native "
+                         "YAML (.yaml/.yml), or ansible-inventory --list JSON (.json, or - for stdin).",
                          show_default=False)
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+MastersGroupOpt = Annotated[str | None, typer.Option(
+    "--masters-group", help="Ansible group of the masters (default: masters_group in [all:vars], else k8s-master "
+    "or kube_control_plane).", show_default=False)]
+WorkersGroupOpt = Annotated[str | None, typer.Option(
+    "--workers-group", help="Ansible group of the workers (default: workers_group, else k8s-node or kube_node).",
+    show_default=False)]
 
 
 def _err(text: str) -> None:
@@ -149,13 +156,14 @@ def main(
 
 
 @app.command()
-def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
     from kubeha.generate import load_cluster  # noqa: PLC0415
 
     with reporting():
-        loaded = load_cluster(inventory, strict=strict)
+        loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
     for p in loaded.warnings:
         _err(str(p))
     result = plan(loaded.cluster)
@@ -213,12 +221,15 @@ def gen_userdata(
                                           "or by the inventory's per-host mac.")] = KeyBy.name,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    masters_group: MastersGroupOpt = None,
+    workers_group: WorkersGroupOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
     from kubeha.generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
-        loaded, docs = build_documents(inventory, strict=strict)
+        loaded, docs = build_documents(inventory, strict=strict, masters_group=masters_group,
+                                       workers_group=workers_group)
         outputs = node_outputs(docs, fmt=fmt.value, target=target)
         for p in loaded.warnings:
             _err(str(p))
