@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubeha.bundle.archive import CHUNK_SIZE, ImageError, ImageInfo, inspect_archive, verify_archive
+from kubeha.bundle.archive import CHUNK_SIZE, ImageError, ImageInfo, inspect_archive, sha256_file, verify_archive
 
 DEFAULT_KEEPALIVED_REF = "kubeha.local/keepalived:2.2.7"
 DEFAULT_HAPROXY_REF = "kubeha.local/haproxy:2.6.12"
@@ -30,7 +30,7 @@ DEFAULT_BUILD_NETWORK = "host"
 METADATA_NAME = "images.json"
 DOCKER_DIR_ENV = "KUBEHA_DOCKER_DIR"
 # Archive reading lives in kubeha.bundle.archive; these names stay reachable as images.X for the CLI.
-__all__ = ["ImageError", "ImageInfo", "ImageSpec", "inspect_archive", "verify_archive"]
+__all__ = ["ImageError", "ImageInfo", "ImageSpec", "inspect_archive", "sha256_file", "verify_archive"]
 
 
 @dataclass(frozen=True)
