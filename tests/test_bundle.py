@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from kubeha.bundle import (
     IMAGES_TAR,
+    Expect,
     PackInput,
     PackResult,
     VerifyReport,
@@ -549,3 +550,13 @@ def test_cli_verify_hostile_tar_exact_stderr(packed: PackResult, gpg_keys: Keys,
         f"FAILED {evil}: checksum verification failed\n"
     )
     assert result.stdout == ""
+
+
+def test_per_node_subset(packed: PackResult, gpg_keys: Keys) -> None:
+    """A master's share of a bundle (as on its seed ISO) verifies for that master only."""
+    shutil.rmtree(packed.directory / "nodes/master2")
+    assert verify_bundle(packed.directory, gpg_keys.trusted.public, expect=Expect(node="master1")).ok
+    report = verify_bundle(packed.directory, gpg_keys.trusted.public)
+    assert report.exit_code == 3 and report.missing == ["nodes/master2/meta-data", "nodes/master2/user-data"]
+    report = verify_bundle(packed.directory, gpg_keys.trusted.public, expect=Expect(node="master2"))
+    assert report.exit_code == 3 and report.missing == ["nodes/master2/meta-data", "nodes/master2/user-data"]
