@@ -13,19 +13,21 @@ import secrets
 import shutil
 import string
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubeha import inventory
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
 from kubeha.render import BundleRef, render_cluster
 
-__all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
+__all__ = ["BundleRef", "Loaded", "MergeSpec", "build_documents", "generate_documents", "load_cluster", "write_tree"]
 
 SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -116,8 +118,13 @@ def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes
     return files if net is None else {**files, "network-config": net.encode()}
 
 
-def _render_user_data(doc: NodeDocument, encode_files: bool) -> str:
-    return cloudinit.to_user_data(doc, encode_files=encode_files)
+def _renderer(parts: list[Any]) -> Callable[[NodeDocument, bool], str]:
+    """``render(doc, encode_files)`` for the target fitter: kubeha's user-data, merged when there are parts."""
+    if not parts:
+        return lambda doc, encode_files: cloudinit.to_user_data(doc, encode_files=encode_files)
+    from kubeha.deliver.merge import merged_user_data  # noqa: PLC0415 - only --merge needs it
+
+    return lambda doc, encode_files: merged_user_data(doc, parts, encode_files=encode_files)
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,21 @@ class NodeOutput:
     summary: str
 
 
-def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
-                 target: str = "nocloud") -> dict[str, NodeOutput]:
-    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not)."""
+def _user_parts(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, list[Any]]:
+    if not merge:
+        return {d.name: [] for d in docs}
+    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+
+    return load_merges(list(merge.files), merge.directory, [d.name for d in docs])
+
+
+def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: str = "nocloud",
+                 merge: MergeSpec | None = None) -> dict[str, NodeOutput]:
+    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not).
+
+    With ``merge``, each node's user-data is kubeha's merged with the user's (see kubeha.deliver.merge);
+    the budget applies to the merged document.
+    """
     from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
@@ -141,15 +160,16 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
             files = ignition_files(d)
             out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes")
         return out
+    parts = _user_parts(docs, merge)
     fitted = {}
     problems = []
     for d in docs:
         try:
-            fitted[d.name] = targets.fit(d, target, _render_user_data)
+            fitted[d.name] = targets.fit(d, target, _renderer(parts[d.name]))
         except InvalidInput as exc:
             problems += exc.problems
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(sorted(set(problems)))  # a clash between the user's own files shows once
     return {
         d.name: NodeOutput(
             _with_network(d, {"user-data": fitted[d.name].data,
@@ -166,14 +186,15 @@ def _budget_line(target: str, size: int, encoding: str, budget: int | None) -> s
 
 
 def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
-                       strict: bool = False) -> dict[str, dict[str, bytes]]:
-    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition")."""
-    _, docs = build_documents(path, strict=strict, bundle=bundle)
-    if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415 - only this format needs it
+                       strict: bool = False, target: str = "nocloud",
+                       merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition").
 
-        return {d.name: ignition_files(d) for d in docs}
-    return {d.name: cloud_init_files(d) for d in docs}
+    The user-data is fitted to ``target``'s budget (the default, nocloud, has none) and merged with
+    ``merge``'s documents when given.
+    """
+    _, docs = build_documents(path, strict=strict, bundle=bundle)
+    return {name: out.files for name, out in node_outputs(docs, fmt=fmt, target=target, merge=merge).items()}
 
 
 def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.errors import InvalidInput, KubehaError
 from kubeha.signing import Signer
 
@@ -70,11 +71,14 @@ def pack(
     images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
     The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
+    from kubeha.deliver.userparts import MergeSpec  # noqa: PLC0415
     from kubeha.generate import BundleRef, generate_documents, load_cluster  # noqa: PLC0415
 
     if runtime not in ("containerd", "docker"):
@@ -84,7 +88,7 @@ def pack(
         signer = _signer(sign_key, gnupghome)
         ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
         cluster = load_cluster(inventory).cluster.name
-        documents = generate_documents(inventory, bundle=ref)
+        documents = generate_documents(inventory, bundle=ref, merge=MergeSpec(tuple(merge or ()), merge_dir))
         inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
         with _progress(not as_json) as phase:
             result = pack_bundle(output, documents, inputs, signer, phase)

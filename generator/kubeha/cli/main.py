@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from kubeha import __version__
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.errors import ExitCode, InvalidInput, KubehaError, Problem
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
@@ -213,13 +214,15 @@ def gen_userdata(
                                           "or by the inventory's per-host mac.")] = KeyBy.name,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from kubeha.generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
+    from kubeha.generate import MergeSpec, build_documents, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
         loaded, docs = build_documents(inventory, strict=strict)
-        outputs = node_outputs(docs, fmt=fmt.value, target=target)
+        outputs = node_outputs(docs, fmt=fmt.value, target=target, merge=MergeSpec(tuple(merge or ()), merge_dir))
         for p in loaded.warnings:
             _err(str(p))
         files = {name: o.files for name, o in outputs.items()}

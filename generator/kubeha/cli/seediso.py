@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.deliver.seediso import write_seed_iso
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, KubehaError, Location, Problem
 
 
@@ -37,6 +39,15 @@ def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, byte
     return found
 
 
+def merge_bundle_user_data(node: str, merge: MergeSpec, bundle: Path, user_data: bytes) -> bytes:
+    """The bundle's user-data for ``node`` with the user's merged in (kubeha's part stays last)."""
+    from kubeha.deliver.merge import merge_into  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+
+    parts = load_merges(list(merge.files), merge.directory, [node])[node]
+    return merge_into(node, parts, str(bundle / "nodes" / node / "user-data"), user_data)
+
+
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, read in chunks (an ISO with a bundle can be large)."""
     digest = hashlib.sha256()
@@ -47,13 +58,15 @@ def sha256_file(path: Path) -> str:
 
 
 def write_seed_isos(
-    inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None
+    inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
+    merge: MergeSpec | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
     With a bundle directory, each ISO also carries the bundle under ``/kubeha-bundle/``, and the node's
     user-data and meta-data come from the bundle's ``nodes/<node>/`` when it has them. ``done(node)`` is
-    called after each ISO (for a progress bar).
+    called after each ISO (for a progress bar). ``merge`` merges the user's user-data into each node's
+    (into the bundle's copy when there is one).
 
     Returns:
         One record per node: node, path, size in bytes and SHA-256 of the ISO, sorted by node.
@@ -62,10 +75,12 @@ def write_seed_isos(
 
     if bundle is not None and not bundle.is_dir():
         raise InvalidInput([Problem(Location(str(bundle)), "bundle", "not a directory (unpack the bundle tar)")])
-    documents = generate_documents(inventory)  # validates everything before anything is written
+    documents = generate_documents(inventory, merge=merge)  # validates everything before anything is written
     if bundle is not None:
         for node, docs in bundle_documents(bundle, sorted(documents)).items():
             documents[node] = {**documents[node], **docs}
+            if merge:
+                documents[node]["user-data"] = merge_bundle_user_data(node, merge, bundle, docs["user-data"])
     written: list[dict[str, object]] = []
     for node in sorted(documents):
         docs = documents[node]
@@ -97,12 +112,15 @@ def seed_iso(
         Path | None, typer.Option("--bundle", help="Bundle directory to put on each ISO under /kubeha-bundle/.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
     try:
         with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task))
+            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task),
+                                      MergeSpec(tuple(merge or ()), merge_dir))
     except KubehaError as exc:
         _report_error(exc)
         raise typer.Exit(int(exc.exit_code)) from None
