@@ -110,7 +110,7 @@ def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | Non
 def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
     """One node's NoCloud files: user-data and meta-data."""
     user_data = cloudinit.to_user_data(doc, encode_files=encode_files).encode()
-    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()})
+    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc).encode()})
 
 
 def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -173,7 +173,7 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: s
     return {
         d.name: NodeOutput(
             _with_network(d, {"user-data": fitted[d.name].data,
-                              "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()}),
+                              "meta-data": cloudinit.to_meta_data(d).encode()}),
             _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
         )
         for d in docs
@@ -185,6 +185,13 @@ def _budget_line(target: str, size: int, encoding: str, budget: int | None) -> s
     return f"user-data {size:,} B {encoding}, {target} budget {room}"
 
 
+def delivery_hints(cluster: Cluster, target: str) -> list[str]:
+    """What the target's network must allow (or InvalidInput: a VRRP VIP on a cloud where it cannot move)."""
+    from kubeha.deliver.targets import network_hints  # noqa: PLC0415
+
+    return network_hints(cluster, target)
+
+
 def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
                        strict: bool = False, target: str = "nocloud",
                        merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
@@ -193,7 +200,8 @@ def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef
     The user-data is fitted to ``target``'s budget (the default, nocloud, has none) and merged with
     ``merge``'s documents when given.
     """
-    _, docs = build_documents(path, strict=strict, bundle=bundle)
+    loaded, docs = build_documents(path, strict=strict, bundle=bundle)
+    delivery_hints(loaded.cluster, target)  # refuses a VRRP VIP where it cannot float
     return {name: out.files for name, out in node_outputs(docs, fmt=fmt, target=target, merge=merge).items()}
 
 

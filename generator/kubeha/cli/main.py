@@ -218,10 +218,11 @@ def gen_userdata(
     merge_dir: MergeDirOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from kubeha.generate import MergeSpec, build_documents, node_outputs, write_tree  # noqa: PLC0415
+    from kubeha.generate import MergeSpec, build_documents, delivery_hints, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
         loaded, docs = build_documents(inventory, strict=strict)
+        hints = delivery_hints(loaded.cluster, target)
         outputs = node_outputs(docs, fmt=fmt.value, target=target, merge=MergeSpec(tuple(merge or ()), merge_dir))
         for p in loaded.warnings:
             _err(str(p))
@@ -236,7 +237,9 @@ def gen_userdata(
     rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]), "summary": outputs[d.name].summary,
              "files": {k: len(v) for k, v in files[d.name].items()}} for d in docs]
     if as_json:
-        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows}, indent=2, sort_keys=True))
+        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows, "hints": hints}, indent=2, sort_keys=True))
         return
     for row in rows:
         print(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
+    for hint in hints:
+        print(f"note: {hint}")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from kubeha.deliver.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
+from kubeha.model import Cluster
 
 Render = Callable[[NodeDocument, bool], str]
 
@@ -164,3 +165,43 @@ def describe(node: str, target: str, fitted: Fitted) -> str:
     budget = "no limit" if fitted.budget is None else f"{fitted.budget:,} bytes"
     share = "" if fitted.budget is None else f" ({100 * fitted.size / fitted.budget:.0f}%)"
     return f"{node}: {fitted.size:,} bytes as {fitted.encoding}, budget {budget} for {target}{share}"
+
+
+# Clouds whose networks drop a gratuitous-ARP-moved address: the VIP cannot float between instances.
+_NO_FLOATING_VIP = {
+    "aws": "an EC2 VPC only delivers an address to the instance it is assigned to (moving it takes an API call)",
+    "azure": "an Azure VNet ignores ARP for addresses not configured on the NIC, and carries no multicast",
+    "gce": "a GCE VPC routes each address to one instance only and carries no multicast or VRRP",
+}
+
+
+def network_hints(cluster: Cluster, target: str) -> list[str]:
+    """What the target's network must allow for this cluster, or how to hand the documents over.
+
+    Raises:
+        InvalidInput: a VRRP VIP on aws, azure or gce (use ``vip_mode: external`` with the cloud's LB).
+    """
+    rules = get_target(target)
+    vip, port, health = cluster.vip.ip, cluster.lb_port, cluster.health_port
+    if cluster.vip_mode == "external":
+        return [f"{target}: point the load balancer at {vip}:{port} to every master's :{port}, with an HTTP "
+                f"health check of GET /readyz on :{health} (200 only while haproxy runs and reaches an "
+                "apiserver)"]
+    if target in _NO_FLOATING_VIP:
+        why = _NO_FLOATING_VIP[target]
+        raise InvalidInput([Problem(
+            Location(cluster.source), "vip_mode",
+            f"--target {target}: a VRRP VIP does not move between instances here ({why}); put an existing "
+            f"load balancer's address in vip and set vip_mode: external (masters then run haproxy only, and "
+            f"the load balancer probes GET /readyz on :{health})")])
+    if target == "openstack":
+        peer = "unicast between the masters' addresses" if cluster.vrrp_mode == "unicast" else \
+            "multicast to 224.0.0.18; vrrp_mode: unicast avoids needing multicast"
+        return [f"openstack: add {vip} to every master port's allowed_address_pairs "
+                f"(openstack port set --allowed-address ip-address={vip} PORT) and allow IP protocol 112 "
+                f"(VRRP, here {peer}) between the masters in their security group"]
+    if target == "vsphere":
+        return [f"vsphere: set guestinfo.userdata to the user-data file's contents (already encoded) and "
+                f"guestinfo.userdata.encoding to the encoding shown for each node ({' or '.join(rules.encodings)}); "
+                "set guestinfo.metadata to base64 of the meta-data file with guestinfo.metadata.encoding base64"]
+    return []
