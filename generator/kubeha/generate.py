@@ -165,7 +165,9 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: s
     problems = []
     for d in docs:
         try:
-            fitted[d.name] = targets.fit(d, target, _renderer(parts[d.name]))
+            sizes = tuple((f"merged {p.source}", len(p.text.encode()), len(targets.gz_b64(p.text.encode())))
+                          for p in parts[d.name])
+            fitted[d.name] = targets.fit(d, target, _renderer(parts[d.name]), sizes)
         except InvalidInput as exc:
             problems += exc.problems
     if problems:

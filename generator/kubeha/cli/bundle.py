@@ -73,6 +73,9 @@ def pack(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
+    target: Annotated[str, typer.Option("--target", help="Fit every node's user-data to this target's budget "
+                                        "(as gen userdata --target does), or refuse with per-file sizes.")
+                      ] = "nocloud",
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -88,7 +91,8 @@ def pack(
         signer = _signer(sign_key, gnupghome)
         ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
         cluster = load_cluster(inventory).cluster.name
-        documents = generate_documents(inventory, bundle=ref, merge=MergeSpec(tuple(merge or ()), merge_dir))
+        documents = generate_documents(inventory, bundle=ref, merge=MergeSpec(tuple(merge or ()), merge_dir),
+                                       target=target)
         inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
         with _progress(not as_json) as phase:
             result = pack_bundle(output, documents, inputs, signer, phase)

@@ -115,13 +115,14 @@ def encode(doc: NodeDocument, encoding: str, render: Render) -> bytes:
     return transforms[encoding](plain)
 
 
-def fit(doc: NodeDocument, target: str, render: Render) -> Fitted:
+def fit(doc: NodeDocument, target: str, render: Render, extra: tuple[tuple[str, int, int], ...] = ()) -> Fitted:
     """Find the first encoding the target allows whose size is within its budget.
 
     Args:
         doc: the node's document.
         target: a key of :data:`TARGETS`.
         render: ``render(doc, encode_files)`` -> cloud-config text (``kubeha.deliver.cloudinit.to_user_data``).
+        extra: (name, raw bytes, gzip+base64 bytes) of merged user parts, listed in a refusal too.
 
     Returns:
         The bytes to hand to the target, the encoding used and their measured size.
@@ -138,7 +139,7 @@ def fit(doc: NodeDocument, target: str, render: Render) -> Fitted:
         if rules.budget is None or size <= rules.budget:
             return Fitted(data, encoding, size, rules.budget)
         tried.append((encoding, size))
-    raise InvalidInput([too_big(doc, rules, tried)])
+    raise InvalidInput([too_big(doc, rules, tried, extra)])
 
 
 def file_sizes(doc: NodeDocument) -> list[tuple[str, int, int]]:
@@ -149,10 +150,12 @@ def file_sizes(doc: NodeDocument) -> list[tuple[str, int, int]]:
     return sorted(sizes, key=lambda s: (-s[1], s[0]))
 
 
-def too_big(doc: NodeDocument, rules: Target, tried: list[tuple[str, int]]) -> Problem:
-    """The refusal: every encoding's size, the budget, and each file's raw and encoded size."""
+def too_big(doc: NodeDocument, rules: Target, tried: list[tuple[str, int]],
+            extra: tuple[tuple[str, int, int], ...] = ()) -> Problem:
+    """The refusal: every encoding's size, the budget, and each file's (and merged part's) raw and encoded size."""
     attempts = ", ".join(f"{enc} {size:,}" for enc, size in tried)
-    files = "; ".join(f"{path} {raw:,} raw / {enc:,} gz+b64" for path, raw, enc in file_sizes(doc))
+    sizes = sorted([*file_sizes(doc), *extra], key=lambda s: (-s[1], s[0]))
+    files = "; ".join(f"{path} {raw:,} raw / {enc:,} gz+b64" for path, raw, enc in sizes)
     message = (
         f"user-data does not fit {rules.name}'s budget of {rules.budget:,} bytes ({rules.measured}): "
         f"tried {attempts}; files: {files}"

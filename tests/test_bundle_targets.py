@@ -1,0 +1,112 @@
+# ruff: noqa: F811 - fixtures imported from test_bundle/test_signing and used as parameters
+"""``kubeha bundle pack --target``: every node's bundle documents fitted to the target's budget, or refused.
+
+The bundle master's user-data (install script, public key, both pods) is about 28 KB: it fits OpenStack's
+65,535 (base64-counted) plainly, must be compressed for AWS's 16,384, and with a large incompressible merged
+file cannot fit AWS at all. What is packed is checked the way cloud-init reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kubeha.cli.bundle import app
+from kubeha_test import CASES, EXAMPLES
+from test_bundle import images_tar  # noqa: F401 - shared fixture
+from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture
+
+
+def noise_config(path: Path, lines: int) -> Path:
+    """A #cloud-config writing hex of a hash chain: gzip cannot shrink it below half (65 bytes a line)."""
+    body = "".join(f"    {hashlib.sha256(str(i).encode()).hexdigest()}\n" for i in range(lines))
+    path.write_text(f"#cloud-config\nwrite_files:\n- path: /etc/site/noise.txt\n  content: |\n{body}")
+    return path
+
+
+def readable(data: bytes) -> dict[str, object]:
+    """What cloud-init parses from the packed bytes (whole-document gzip unpacked, gz+b64 files decoded)."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    doc = yaml.safe_load(data)
+    for entry in doc["write_files"]:
+        if entry.get("encoding") == "gz+b64":
+            entry["content"] = gzip.decompress(base64.b64decode(entry["content"])).decode()
+    return dict(doc)
+
+
+def _pack(inventory: Path, images_tar: Path, keys: Keys, out: Path, *extra: str) -> tuple[int, str, str]:
+    key = keys.trusted
+    args = ["pack", str(inventory), "--images", str(images_tar), "--sign-key", key.fingerprint,
+            "--gnupghome", str(key.home), "-o", str(out), "--name", "demo", "--json", *extra]
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+VRRP = EXAMPLES / "cluster.yaml"  # masters master1-3, workers worker1-2
+EXTERNAL = CASES / "external" / "inventory.yaml"  # vip_mode external (AWS): masters cp-1..3, worker w-1
+
+
+def staged(src: Path, tmp: Path) -> Path:
+    (tmp / "inv").mkdir()
+    dst = tmp / "inv" / src.name
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "noise_lines", "master_form", "budget", "measured"),
+    [
+        (VRRP, "openstack", 0, "plain", 65_535, "base64"),   # 30 KB raw, 41 KB as base64: fits as is
+        (EXTERNAL, "aws", 0, "compressed", 16_384, "raw"),   # 27 KB raw: must compress
+        (VRRP, "openstack", 900, "compressed", 65_535, "base64"),  # +58 KB merged: only compressed fits
+        (VRRP, "nocloud", 900, "plain", None, "raw"),        # no budget: never encoded
+    ],
+    ids=["openstack-plain", "aws-must-compress", "openstack-merged-must-compress", "nocloud-no-budget"],
+)
+def test_pack_fits_every_node(images_tar: Path, gpg_keys: Keys, tmp_path: Path, source: Path, target: str,
+                              noise_lines: int, master_form: str, budget: int | None, measured: str) -> None:
+    inventory = staged(source, tmp_path)
+    extra = ["--target", target]
+    if noise_lines:
+        extra += ["--merge", str(noise_config(tmp_path / "site.yaml", noise_lines))]
+    code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", *extra)
+    assert code == 0, err
+    assert json.loads(out)["files"] > 0
+    nodes = sorted(p.name for p in (tmp_path / "b/demo/nodes").iterdir())
+    assert len(nodes) == (5 if source == VRRP else 4)
+    for node in nodes:
+        data = (tmp_path / "b/demo/nodes" / node / "user-data").read_bytes()
+        size = len(base64.b64encode(data)) if measured == "base64" else len(data)
+        assert budget is None or size <= budget, (node, size)
+        doc = readable(data)
+        paths = [e["path"] for e in doc["write_files"]]  # type: ignore[attr-defined]
+        assert ("/etc/site/noise.txt" in paths) == bool(noise_lines)
+        if node.startswith(("master", "cp-")):
+            compressed = data[:2] == b"\x1f\x8b" or b"encoding: gz+b64" in data
+            assert compressed == (master_form == "compressed"), (node, len(data))
+            assert "/usr/local/sbin/kubeha-install" in paths
+
+
+def test_pack_refuses_what_cannot_fit_with_per_file_sizes(images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
+    inventory = staged(EXTERNAL, tmp_path)
+    site = noise_config(tmp_path / "site.yaml", 900)
+    code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", "--target", "aws", "--merge", str(site))
+    assert code == 1 and out == ""
+    lines = [line for line in err.splitlines() if "does not fit" in line]
+    assert len(lines) == 4  # every node, masters and worker
+    master = next(line for line in lines if "cp-1/user-data" in line)
+    # The throwaway signing key rides in the user-data, so the compressed totals move by a few bytes.
+    pattern = (r"user-data does not fit aws's budget of 16,384 bytes \(raw\): tried plain 86,5\d\d, "
+               r"gz\+b64-files 73,9\d\d, gzip 43,9\d\d; files: merged " + re.escape(str(site)) +
+               r" 62,168 raw / 46,796 gz\+b64; /usr/local/sbin/kubeha-install [\d,]+ raw / [\d,]+ gz\+b64; ")
+    assert re.search(pattern, master), master
+    assert not (tmp_path / "b").exists() or list((tmp_path / "b").iterdir()) == []
