@@ -217,7 +217,7 @@ def test_merge_dir_common_and_per_node(tmp_path: Path) -> None:
     (d / "master-1.sh").write_text(SCRIPT)
     common = tmp_path / "base.yaml"
     common.write_text(BASE)
-    got = userparts.load_merges([common], d, ["master-1", "worker-1"])
+    got = userparts.load_merges([common], d, ["master-1", "worker-1"], userparts.read_merge_file)
     assert [p.source for p in got["master-1"]] == [str(common), str(d / "all.yaml"), str(d / "master-1.sh")]
     assert [p.source for p in got["worker-1"]] == [str(common), str(d / "all.yaml")]
 
@@ -225,7 +225,7 @@ def test_merge_dir_common_and_per_node(tmp_path: Path) -> None:
 def test_merge_dir_refuses_a_file_for_no_node(tmp_path: Path) -> None:
     (tmp_path / "mastr-1.yaml").write_text("#cloud-config\n")
     with pytest.raises(InvalidInput) as exc:
-        userparts.load_merges([], tmp_path, ["master-1"])
+        userparts.load_merges([], tmp_path, ["master-1"], userparts.read_merge_file)
     assert "not all.* or <node>.* for a node of this inventory (master-1)" in str(exc.value.problems[0])
 
 

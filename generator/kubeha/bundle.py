@@ -58,6 +58,12 @@ IMAGES_TAR = "images/images.tar"
 IMAGES_JSON = "images/images.json"
 IMAGES_INDEX = "images/index.txt"
 NODE_DOCUMENTS = ("meta-data", "user-data")
+OPTIONAL_NODE_DOCUMENTS = ("config.ign",)  # packed with --format ignition, for Flatcar / Fedora CoreOS nodes
+
+
+def node_documents(docs: Mapping[str, bytes]) -> tuple[str, ...]:
+    """The documents of one node that a bundle carries: the cloud-init pair and any optional ones present."""
+    return NODE_DOCUMENTS + tuple(d for d in OPTIONAL_NODE_DOCUMENTS if d in docs)
 UNSIGNED = frozenset({SUMS, SIGNATURE})
 CHUNK = 1 << 20
 SMALL_LIMIT = 16 << 20  # SHA256SUMS and its signature are tiny; a huge one is an attack, not a bundle
@@ -193,7 +199,7 @@ def _image_entries(images: Path) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def _manifest(stage: _Staging, *, name: str, cluster: str, images: list[dict[str, Any]],
-              nodes: list[str], fingerprint: str, install: Mapping[str, str]) -> bytes:
+              nodes: Mapping[str, tuple[str, ...]], fingerprint: str, install: Mapping[str, str]) -> bytes:
     """bundle.json: everything inside, as sorted JSON."""
     doc = {
         "format": FORMAT_VERSION,
@@ -201,7 +207,7 @@ def _manifest(stage: _Staging, *, name: str, cluster: str, images: list[dict[str
         "cluster": cluster,
         "kubeha_version": __version__,
         "images": {"archive": IMAGES_TAR, "sha256": stage.sums[IMAGES_TAR], "images": images},
-        "nodes": {n: [f"nodes/{n}/{d}" for d in NODE_DOCUMENTS] for n in nodes},
+        "nodes": {n: [f"nodes/{n}/{d}" for d in docs] for n, docs in nodes.items()},
         "files": [{"path": p, "size": stage.sizes[p], "sha256": stage.sums[p]} for p in sorted(stage.sums)],
         "signing_key": {"path": PUBLIC_KEY, "fingerprint": fingerprint},
         "install": dict(install),
@@ -330,7 +336,8 @@ def pack_bundle(out: Path, documents: Mapping[str, Mapping[str, bytes]], inputs:
         _stage_small_files(stage, documents, inputs, public_key)
         stage.write(IMAGES_INDEX, index)
         stage.write(MANIFEST, _manifest(stage, name=name, cluster=inputs.cluster, images=images,
-                                        nodes=sorted(documents), fingerprint=fingerprint,
+                                        nodes={n: node_documents(documents[n]) for n in sorted(documents)},
+                                        fingerprint=fingerprint,
                                         install=inputs.install))
         (root / SUMS).write_bytes(format_sums(stage.sums))
         (root / SIGNATURE).write_bytes(signer.sign_detached(root / SUMS))
@@ -371,7 +378,7 @@ def _stage_small_files(stage: _Staging, documents: Mapping[str, Mapping[str, byt
                        public_key: str) -> None:
     """Node documents (0600, in 0700 dirs: they hold secrets), public key and image metadata."""
     for node in sorted(documents):
-        for doc in NODE_DOCUMENTS:
+        for doc in node_documents(documents[node]):
             stage.write(f"nodes/{node}/{doc}", documents[node][doc], 0o600)
         (stage.root / "nodes" / node).chmod(0o700)
     (stage.root / "nodes").chmod(0o700)

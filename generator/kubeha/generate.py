@@ -14,7 +14,7 @@ import shutil
 import string
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
-from kubeha.render import BundleRef, render_cluster
+from kubeha.render import IGNITION_INSTALL_SCRIPT, BundleRef, render_cluster
 
 __all__ = ["BundleRef", "Loaded", "MergeSpec", "build_documents", "generate_documents", "load_cluster", "write_tree"]
 
@@ -33,6 +33,7 @@ SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
+_LABEL = re.compile(r"^label:[A-Za-z0-9_-]{1,16}$")  # ext4 labels hold 16 bytes, ISO volume ids more
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,11 @@ def _create_secret(path: Path) -> str:
 
 
 def check_bundle_source(source: str) -> None:
-    """A bundle source must be ``cidata``, an absolute path, or an http(s) URL (it lands in a shell env file)."""
-    if source == "cidata" or _PATH.match(source) or _URL.match(source):
+    """A bundle source: ``cidata``, ``label:LABEL``, an absolute path or an http(s) URL (it lands in a shell env)."""
+    if source == "cidata" or _LABEL.match(source) or _PATH.match(source) or _URL.match(source):
         return
     raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
-                                f"{source!r} is not cidata, an absolute path or an http(s) URL")])
+                                f"{source!r} is not cidata, label:LABEL, an absolute path or an http(s) URL")])
 
 
 def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | None = None,
@@ -135,12 +136,33 @@ class NodeOutput:
     summary: str
 
 
+def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, NodeOutput]:
+    from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
+    from kubeha.deliver.ignition_merge import read_ignition_file  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+
+    users = load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_ignition_file) if merge \
+        else {d.name: [] for d in docs}
+    out, problems = {}, []
+    for d in docs:
+        try:
+            files = ignition_files(d, merge=users[d.name])
+        except InvalidInput as exc:
+            problems += exc.problems
+            continue
+        merged = f", {len(users[d.name])} user config(s) merged" if users[d.name] else ""
+        out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes{merged}")
+    if problems:
+        raise InvalidInput(sorted(set(problems)))
+    return out
+
+
 def _user_parts(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, list[Any]]:
     if not merge:
         return {d.name: [] for d in docs}
-    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges, read_merge_file  # noqa: PLC0415
 
-    return load_merges(list(merge.files), merge.directory, [d.name for d in docs])
+    return load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_merge_file)
 
 
 def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: str = "nocloud",
@@ -153,13 +175,7 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: s
     from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
-
-        out = {}
-        for d in docs:
-            files = ignition_files(d)
-            out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes")
-        return out
+        return _ignition_outputs(docs, merge)
     parts = _user_parts(docs, merge)
     fitted = {}
     problems = []
@@ -202,9 +218,25 @@ def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef
     The user-data is fitted to ``target``'s budget (the default, nocloud, has none) and merged with
     ``merge``'s documents when given.
     """
+    if fmt == "ignition" and bundle is not None:
+        bundle = replace(bundle, script=IGNITION_INSTALL_SCRIPT)  # Flatcar's /usr is read-only
     loaded, docs = build_documents(path, strict=strict, bundle=bundle)
     delivery_hints(loaded.cluster, target)  # refuses a VRRP VIP where it cannot float
     return {name: out.files for name, out in node_outputs(docs, fmt=fmt, target=target, merge=merge).items()}
+
+
+def bundle_documents(path: Path, bundle: BundleRef, *, fmt: str = "cloud-init", target: str = "nocloud",
+                     merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Every node's documents for a bundle: user-data + meta-data, and with ``fmt="ignition"`` also config.ign.
+
+    The cloud-init pair is always packed (the bundle layout expects it, and a mixed fleet can use both);
+    ``merge`` applies to the chosen format's documents only (cloud-configs or Ignition configs).
+    """
+    cloud = generate_documents(path, bundle=bundle, target=target, merge=None if fmt == "ignition" else merge)
+    if fmt != "ignition":
+        return cloud
+    ignition = generate_documents(path, fmt="ignition", bundle=bundle, target=target, merge=merge)
+    return {node: {**files, **ignition[node]} for node, files in cloud.items()}
 
 
 def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:

@@ -27,6 +27,8 @@ from kubeha.files import NodeDocument, NodeNetwork, RenderedFile, SystemdUnit
 from kubeha.model import Cluster, Master, Worker
 
 INSTALL_SCRIPT = "/usr/local/sbin/kubeha-install"
+# Flatcar's /usr is read-only (a verified image): Ignition nodes get the same script under /opt.
+IGNITION_INSTALL_SCRIPT = "/opt/kubeha/bin/kubeha-install"
 INSTALL_UNIT = "kubeha-install.service"
 INSTALL_ENV = "/etc/kubeha/install.env"
 BUNDLE_KEY = "/etc/kubeha/bundle-key.asc"
@@ -40,6 +42,7 @@ class BundleRef:
     public_key: str  # ASCII-armored OpenPGP public key that signed SHA256SUMS
     source: str = "cidata"  # "cidata", a local path, or an http(s) URL
     runtime: str = "containerd"  # or "docker"
+    script: str = INSTALL_SCRIPT  # where the install script lands (IGNITION_INSTALL_SCRIPT for Ignition)
 
 
 def templates_dir() -> Path:
@@ -102,8 +105,9 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
     first_boot: tuple[tuple[str, ...], ...] = ()
     if bundle:
         files += _install_files(master.name, bundle)
-        units = (SystemdUnit(INSTALL_UNIT, render_template(f"/etc/systemd/system/{INSTALL_UNIT}", {})),)
-        first_boot = ((INSTALL_SCRIPT,),)
+        units = (SystemdUnit(INSTALL_UNIT, render_template(f"/etc/systemd/system/{INSTALL_UNIT}",
+                                                           {"script": bundle.script})),)
+        first_boot = ((bundle.script,),)
     return NodeDocument(master.name, master.name, "master", str(master.address), tuple(sorted(files)),
                         units, first_boot, master.mac, _network(cluster, master), cluster.name)
 
@@ -111,7 +115,7 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
 def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
     env = {"node": node, "source": bundle.source, "runtime": bundle.runtime, "key": BUNDLE_KEY}
     return [
-        RenderedFile(INSTALL_SCRIPT, render_template(INSTALL_SCRIPT, {}), 0o755),
+        RenderedFile(bundle.script, render_template(INSTALL_SCRIPT, {}), 0o755),
         RenderedFile(INSTALL_ENV, render_template(INSTALL_ENV, env), 0o644),
         RenderedFile(BUNDLE_KEY, bundle.public_key if bundle.public_key.endswith("\n")
                      else bundle.public_key + "\n", 0o644),

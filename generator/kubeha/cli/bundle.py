@@ -76,14 +76,20 @@ def pack(
     target: Annotated[str, typer.Option("--target", help="Fit every node's user-data to this target's budget "
                                         "(as gen userdata --target does), or refuse with per-file sizes.")
                       ] = "nocloud",
+    fmt: Annotated[str, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node for "
+                                     "Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
+                                     "Ignition configs).")] = "cloud-init",
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
     The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
     from kubeha.deliver.userparts import MergeSpec  # noqa: PLC0415
-    from kubeha.generate import BundleRef, generate_documents, load_cluster  # noqa: PLC0415
+    from kubeha.generate import BundleRef, bundle_documents, load_cluster  # noqa: PLC0415
 
+    if fmt not in ("cloud-init", "ignition"):
+        typer.echo(f"error: --format: {fmt!r} is not cloud-init or ignition", err=True)
+        raise typer.Exit(2)
     if runtime not in ("containerd", "docker"):
         typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
         raise typer.Exit(2)
@@ -91,8 +97,8 @@ def pack(
         signer = _signer(sign_key, gnupghome)
         ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
         cluster = load_cluster(inventory).cluster.name
-        documents = generate_documents(inventory, bundle=ref, merge=MergeSpec(tuple(merge or ()), merge_dir),
-                                       target=target)
+        documents = bundle_documents(inventory, ref, fmt=fmt, target=target,
+                                     merge=MergeSpec(tuple(merge or ()), merge_dir))
         inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
         with _progress(not as_json) as phase:
             result = pack_bundle(output, documents, inputs, signer, phase)

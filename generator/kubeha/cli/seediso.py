@@ -42,9 +42,9 @@ def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, byte
 def merge_bundle_user_data(node: str, merge: MergeSpec, bundle: Path, user_data: bytes) -> bytes:
     """The bundle's user-data for ``node`` with the user's merged in (kubeha's part stays last)."""
     from kubeha.deliver.merge import merge_into  # noqa: PLC0415
-    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges, read_merge_file  # noqa: PLC0415
 
-    parts = load_merges(list(merge.files), merge.directory, [node])[node]
+    parts = load_merges(list(merge.files), merge.directory, [node], read_merge_file)[node]
     return merge_into(node, parts, str(bundle / "nodes" / node / "user-data"), user_data)
 
 

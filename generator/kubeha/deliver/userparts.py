@@ -12,11 +12,11 @@ from __future__ import annotations
 import email
 import email.policy
 import gzip
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -29,7 +29,8 @@ _PREFIXES = (("#cloud-config", CLOUD_CONFIG), ("#cloud-boothook", BOOTHOOK), ("#
 _TYPES = frozenset({CLOUD_CONFIG, SHELLSCRIPT, BOOTHOOK, "text/x-shellscript-per-boot",
                     "text/x-shellscript-per-instance", "text/x-shellscript-per-once"})
 _KINDS = "a #cloud-config, a MIME multipart user-data, a #! script or a #cloud-boothook"
-MERGE_KEYS = ("merge_how", "merge_type")  # a part's own merge rules (cloud-init reads both spellings)
+MERGE_KEYS = ("merge_how", "merge_type")
+T = TypeVar("T")  # a part's own merge rules (cloud-init reads both spellings)
 
 
 @dataclass(frozen=True)
@@ -171,22 +172,23 @@ def read_merge_file(path: Path) -> list[Part]:
     return parse_user_data(str(path), data)
 
 
-def read_merge_dir(directory: Path, nodes: list[str]) -> tuple[list[Part], dict[str, list[Part]]]:
+def read_merge_dir(directory: Path, nodes: list[str],
+                   reader: Callable[[Path], list[T]]) -> tuple[list[T], dict[str, list[T]]]:
     """Read ``--merge-dir DIR``: ``all.*`` for every node, ``<node>.*`` for one node, sorted by name.
 
     Any other file in DIR is an error (a misspelt node name must not be silently ignored).
     """
     if not directory.is_dir():
         raise _problem(str(directory), "not a directory", path="merge-dir")
-    common: list[Part] = []
-    per_node: dict[str, list[Part]] = {n: [] for n in nodes}
+    common: list[T] = []
+    per_node: dict[str, list[T]] = {n: [] for n in nodes}
     problems = []
     for path in sorted(p for p in directory.iterdir() if not p.name.startswith(".")):
         stem = path.name.split(".", 1)[0]
         if stem == "all" and path.is_file():
-            common += read_merge_file(path)
+            common += reader(path)
         elif stem in per_node and path.is_file():
-            per_node[stem] += read_merge_file(path)
+            per_node[stem] += reader(path)
         else:
             problems.append(Problem(Location(str(path)), "merge-dir",
                                     f"not all.* or <node>.* for a node of this inventory ({', '.join(nodes)})"))
@@ -195,18 +197,22 @@ def read_merge_dir(directory: Path, nodes: list[str]) -> tuple[list[Part], dict[
     return common, per_node
 
 
-def load_merges(files: list[Path], directory: Path | None, nodes: list[str]) -> dict[str, list[Part]]:
-    """Every node's user parts: the ``--merge`` files in order, then DIR/all.*, then DIR/<node>.*."""
-    common: list[Part] = []
+def load_merges(files: list[Path], directory: Path | None, nodes: list[str],
+                reader: Callable[[Path], list[T]]) -> dict[str, list[T]]:
+    """Every node's user documents: the ``--merge`` files in order, then DIR/all.*, then DIR/<node>.*.
+
+    ``reader`` reads one file (:func:`read_merge_file` for cloud-init, the Ignition reader for Ignition).
+    """
+    common: list[T] = []
     problems: list[Problem] = []
     for path in files:
         try:
-            common += read_merge_file(path)
+            common += reader(path)
         except InvalidInput as exc:
             problems += exc.problems
     if problems:
         raise InvalidInput(problems)
     if directory is None:
         return {n: list(common) for n in nodes}
-    shared, per_node = read_merge_dir(directory, nodes)
+    shared, per_node = read_merge_dir(directory, nodes, reader)
     return {n: [*common, *shared, *per_node[n]] for n in nodes}
