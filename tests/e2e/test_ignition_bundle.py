@@ -212,3 +212,44 @@ def test_conflicting_ignition_merge_is_refused(packed: Packed, gpg_keys: Keys, t
     assert result.exit_code == 1
     assert f"error: {clash}: error: path /etc/kubeha/install.env: set by both {clash} and kubeha (master1)" in result.stderr
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_seed_iso_ignition_writes_a_labelled_bundle_disk_per_node(packed: Packed, tmp_path: Path) -> None:
+    import guest
+
+    from kubeha.cli.main import app as main_app
+
+    out = tmp_path / "isos"
+    result = CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(out), "--bundle",
+                                           str(packed.directory), "--format", "ignition", "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    assert [w["node"] for w in written] == ["master1", "master2", "master3", "worker1", "worker2"]
+    label, files = guest.read_seed_iso(out / "master1.iso")
+    assert label == LABEL
+    assert files["config.ign"] == (packed.directory / "nodes/master1/config.ign").read_bytes()
+    for rel in ("SHA256SUMS", "SHA256SUMS.asc", "images/images.tar", "bundle.json"):
+        assert files[f"kubeha-bundle/{rel}"] == (packed.directory / rel).read_bytes(), rel
+    again = tmp_path / "again"
+    assert CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(again), "--bundle",
+                                         str(packed.directory), "--format", "ignition"]).exit_code == 0
+    assert (again / "master1.iso").read_bytes() == (out / "master1.iso").read_bytes()  # byte-stable
+    refused = CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(tmp_path / "x"),
+                                            "--format", "ignition"])
+    assert refused.exit_code == 1 and "--format ignition needs --bundle" in refused.stderr
+
+
+def test_gen_userdata_ignition_merge(packed: Packed, tmp_path: Path) -> None:
+    from kubeha.cli.main import app as main_app
+
+    result = CliRunner().invoke(main_app, ["gen", "userdata", str(packed.inventory), "-o", str(tmp_path / "out"),
+                                           "--format", "ignition", "--merge", str(packed.site)])
+    assert result.exit_code == 0, result.output
+    assert "1 user config(s) merged" in result.stdout
+    config = tmp_path / "out/master2/config.ign"
+    checked = validate(config)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+    (tmp_path / "apply").mkdir()
+    root = apply(tmp_path / "apply", config.read_text())
+    assert (root / "etc/site/ign.conf").read_text() == SITE_CONF
+    assert (root / "etc/keepalived/keepalived.conf").stat().st_mode & 0o777 == 0o600

@@ -98,6 +98,37 @@ def write_seed_isos(
     return written
 
 
+def write_bundle_isos(output: Path, bundle: Path, done: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """For Ignition nodes: ``<output>/<node>.iso`` labelled as the bundle's ``label:LABEL`` source says.
+
+    Each carries the bundle and the node's config.ign (from ``bundle pack --format ignition``).
+    """
+    from kubeha.deliver.seediso import write_bundle_iso  # noqa: PLC0415
+
+    try:
+        manifest = json.loads((bundle / "bundle.json").read_text())
+        source = str(manifest["install"]["source"])
+        nodes = sorted(manifest["nodes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput([Problem(Location(str(bundle / "bundle.json")), "bundle", f"unreadable: {exc}")]) from None
+    if not source.startswith("label:"):
+        raise InvalidInput([Problem(Location(str(bundle / "bundle.json")), "install.source",
+                                    f"{source!r}: pack the bundle with --bundle-source label:LABEL for a bundle disk")])
+    missing = [n for n in nodes if not (bundle / "nodes" / n / "config.ign").is_file()]
+    if missing:
+        raise InvalidInput([Problem(Location(str(bundle / "nodes" / n)), "bundle",
+                                    "no config.ign: pack with --format ignition") for n in missing])
+    written: list[dict[str, object]] = []
+    for node in nodes:
+        path = output / f"{node}.iso"
+        config = (bundle / "nodes" / node / "config.ign").read_bytes()
+        write_bundle_iso(path, label=source.removeprefix("label:"), bundle_dir=bundle, files={"config.ign": config})
+        written.append({"node": node, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        if done is not None:
+            done(node)
+    return written
+
+
 def _report_error(exc: KubehaError) -> None:
     if isinstance(exc, InvalidInput):
         for problem in sorted(exc.problems):
@@ -114,13 +145,21 @@ def seed_iso(
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="cloud-init: NoCloud seeds (label cidata); ignition: a bundle "
+                                     "disk per node, labelled as the bundle's label:LABEL source says.")
+                   ] = "cloud-init",
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
     try:
         with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task),
-                                      MergeSpec(tuple(merge or ()), merge_dir))
+            if fmt == "ignition":
+                if bundle is None:
+                    raise InvalidInput([Problem(Location("--bundle"), "bundle", "--format ignition needs --bundle")])
+                written = write_bundle_isos(output, bundle, lambda node: progress.advance(task))
+            else:
+                written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task),
+                                          MergeSpec(tuple(merge or ()), merge_dir))
     except KubehaError as exc:
         _report_error(exc)
         raise typer.Exit(int(exc.exit_code)) from None

@@ -142,8 +142,9 @@ class _Builder:
                 self.add_host_file(parent, entry)
 
 
-def _build(iso: pycdlib.PyCdlib, seed: dict[str, bytes], bundle_dir: Path | None, keep: list[BytesIO]) -> None:
-    iso.new(interchange_level=3, vol_ident=VOLUME_LABEL, sys_ident="LINUX", app_ident_str="kubeha",
+def _build(iso: pycdlib.PyCdlib, seed: dict[str, bytes], bundle_dir: Path | None, keep: list[BytesIO],
+           label: str = VOLUME_LABEL) -> None:
+    iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="kubeha",
             joliet=3, rock_ridge="1.09")
     builder = _Builder(iso)
     for name, data in seed.items():
@@ -196,6 +197,26 @@ def write_seed_iso(
     try:
         with frozen_clock(build_epoch()):
             _build(iso, seed, bundle_dir, keep)
+            _atomic_write(out, iso.write_fp)
+    except PyCdlibException as exc:
+        raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc
+    finally:
+        iso.close()
+
+
+def write_bundle_iso(out: Path, *, label: str, bundle_dir: Path, files: dict[str, bytes]) -> None:
+    """Write the bundle disk for an Ignition node: volume ``label``, ``/kubeha-bundle/`` and ``files`` at the root.
+
+    The install script finds it with ``KUBEHA_BUNDLE=label:LABEL`` (blkid or /dev/disk/by-label), attached
+    as a second disk; ``files`` (the node's config.ign) ride along for whoever provisions the node.
+    """
+    if not bundle_dir.is_dir():
+        raise InvalidInput([Problem(Location(str(bundle_dir)), "bundle", "not a directory")])
+    iso = pycdlib.PyCdlib()
+    keep: list[BytesIO] = []
+    try:
+        with frozen_clock(build_epoch()):
+            _build(iso, dict(files), bundle_dir, keep, label)
             _atomic_write(out, iso.write_fp)
     except PyCdlibException as exc:
         raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc
