@@ -101,3 +101,15 @@ def test_instance_id_is_stable_per_cluster_and_node(tmp_path: Path) -> None:
     other = staged_inventory(tmp_path / "src/cluster.yaml", tmp_path / "other")
     assert run("gen", "userdata", str(other), "-o", str(tmp_path / "c"))[0] == 0
     assert yaml.safe_load((tmp_path / "c/master1/meta-data").read_text())["instance-id"] == "kubeha-demo2.master1"
+
+
+def test_check_with_target_prints_hints_and_refuses(tmp_path: Path) -> None:
+    inventory = staged_inventory(EXAMPLES / "cluster.yaml", tmp_path)
+    code, out, _ = run("check", str(inventory), "--target", "openstack")
+    assert code == 0 and out.splitlines()[-1].startswith("note: openstack: add 198.18.0.10 to every master port's")
+    code, out, _ = run("check", str(inventory), "--target", "openstack", "--json")
+    assert code == 0 and json.loads(out)["hints"][0].startswith("openstack: add 198.18.0.10")
+    code, out, err = run("check", str(inventory), "--target", "gce")
+    assert code == 1 and "vip_mode: --target gce: a VRRP VIP does not move between instances here" in err
+    code, out, _ = run("check", str(inventory), "--json")
+    assert code == 0 and "hints" not in json.loads(out)

@@ -150,20 +150,26 @@ def main(
 
 
 @app.command()
-def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
+          target: Annotated[str | None, typer.Option(
+              "--target", help="Also check the inventory against a target and print what its network must "
+              "allow (refused: a VRRP VIP on aws, azure, gce).")] = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
-    from kubeha.generate import load_cluster  # noqa: PLC0415
+    from kubeha.generate import delivery_hints, load_cluster  # noqa: PLC0415
 
     with reporting():
         loaded = load_cluster(inventory, strict=strict)
+        hints = delivery_hints(loaded.cluster, target) if target else []
     for p in loaded.warnings:
         _err(str(p))
     result = plan(loaded.cluster)
     if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(json.dumps({**result, "hints": hints} if target else result, indent=2, sort_keys=True))
         return
     _print_plan(result)
+    for hint in hints:
+        print(f"note: {hint}")
 
 
 def _print_plan(result: dict[str, object]) -> None:
