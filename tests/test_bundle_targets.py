@@ -113,3 +113,26 @@ def test_pack_refuses_what_cannot_fit_with_per_file_sizes(images_tar: Path, gpg_
     tried = re.search(r"tried plain ([\d,]+), gz\+b64-files ([\d,]+), gzip ([\d,]+);", master)
     assert tried and all(int(n.replace(",", "")) > 16_384 for n in tried.groups())
     assert not (tmp_path / "b").exists() or list((tmp_path / "b").iterdir()) == []
+
+
+def test_seed_iso_merges_into_the_signed_bundle_user_data(images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
+    """gen seed-iso --bundle --merge: the user's parts merged into the verified bundle's own user-data."""
+    from kubeha.cli.main import app as main_app
+    from test_targets import load_guest
+
+    inventory = staged(VRRP, tmp_path)
+    code, _, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b")
+    assert code == 0, err
+    base = tmp_path / "base.yaml"
+    base.write_text("#cloud-config\nwrite_files:\n- path: /etc/motd\n  content: hi\nruncmd: [[touch, /root/site]]\n")
+    result = CliRunner().invoke(main_app, ["gen", "seed-iso", str(inventory), "--bundle", str(tmp_path / "b/demo"),
+                                           "--keyring", str(gpg_keys.trusted.public), "-o", str(tmp_path / "isos"),
+                                           "--merge", str(base)])
+    assert result.exit_code == 0, result.output
+    label, files = load_guest().read_seed_iso(tmp_path / "isos" / "master2.iso")
+    signed = (tmp_path / "b/demo/nodes/master2/user-data").read_bytes()
+    assert label == "cidata" and files["kubeha-bundle/nodes/master2/user-data"] == signed  # the bundle untouched
+    data = yaml.safe_load(files["user-data"])
+    assert data["write_files"][0]["path"] == "/etc/motd"
+    assert [e["path"] for e in data["write_files"][1:]] == [e["path"] for e in yaml.safe_load(signed)["write_files"]]
+    assert data["runcmd"] == [["touch", "/root/site"], *yaml.safe_load(signed)["runcmd"]]

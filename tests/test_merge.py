@@ -264,24 +264,3 @@ def test_every_part_passes_both_cloud_init_schemas(tmp_path: Path) -> None:
                 checked += 1
     assert checked == 6
 
-
-def test_seed_iso_merges_into_the_bundle_user_data(tmp_path: Path) -> None:
-    """gen seed-iso --bundle --merge: the user's parts merged into the bundle's own (signed) user-data."""
-    inventory = staged_inventory(EXAMPLES / "seed-hosts.ini", tmp_path)
-    bundle = tmp_path / "bundle"
-    for node in ("node01", "node02", "node03", "node04"):
-        (bundle / "nodes" / node).mkdir(parents=True)
-        (bundle / "nodes" / node / "user-data").write_text(
-            f"#cloud-config\nwrite_files:\n- path: /etc/kubeha/{node}.env\n  content: x\nruncmd: [[kubeha-install]]\n")
-        (bundle / "nodes" / node / "meta-data").write_text(f"instance-id: kubeha-seed.{node}\n")
-    base = tmp_path / "base.yaml"
-    base.write_text(BASE)
-    code, out, err = run("gen", "seed-iso", str(inventory), "--bundle", str(bundle), "-o", str(tmp_path / "isos"),
-                         "--merge", str(base))
-    assert code == 0, err
-    label, files = load_guest().read_seed_iso(tmp_path / "isos" / "node02.iso")
-    assert label == "cidata" and files["meta-data"] == b"instance-id: kubeha-seed.node02\n"
-    data = yaml.safe_load(files["user-data"])
-    assert [f["path"] for f in data["write_files"]] == ["/etc/motd", "/etc/kubeha/node02.env"]
-    assert data["runcmd"] == [["sh", "-c", "echo user > /root/user-ran"], ["kubeha-install"]]
-    assert files["kubeha-bundle/nodes/node02/user-data"] == (bundle / "nodes/node02/user-data").read_bytes()

@@ -1,7 +1,8 @@
 """``kubeha bundle pack|verify``: thin Typer commands over :mod:`kubeha.bundle` (mounted by kubeha.cli).
 
 Exit codes: 0 ok, 1 invalid input or failure, 2 usage, 3 checksum/structure problem (mismatch, missing or
-extra file, unsafe tar member), 4 signature problem (missing, bad, unknown key, unsigned).
+extra file, unsafe or truncated tar), 4 signature or trust problem (missing, bad, unknown, expired or revoked
+key, unusable signing key at pack time, another cluster's bundle, a serial below --min-serial).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
+from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
+from kubeha.bundle.pack import Delivery, pack_inventory
+from kubeha.bundle.signing import Signer
 from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, KubehaError
-from kubeha.signing import Signer
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
@@ -70,6 +73,8 @@ def pack(
     runtime: Annotated[str, typer.Option("--runtime", help="containerd or docker.")] = "containerd",
     images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
+    serial: Annotated[int | None, typer.Option("--serial", help="Bundle serial (default: one more than the last "
+                                               "packed for this inventory; never lower).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
@@ -82,11 +87,11 @@ def pack(
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
-    The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
+    The bundle carries the cluster id (INVENTORY.cluster-id, made once) and a serial (the last one is kept in
+    INVENTORY.bundle-serial); the nodes' user-data carries the key fingerprint, the cluster id, the serial
+    as the lowest one they accept, and the download size bound. The passphrase of a protected key is read
+    from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
-    from kubeha.deliver.userparts import MergeSpec  # noqa: PLC0415
-    from kubeha.generate import BundleRef, bundle_documents, load_cluster  # noqa: PLC0415
-
     if fmt not in ("cloud-init", "ignition"):
         typer.echo(f"error: --format: {fmt!r} is not cloud-init or ignition", err=True)
         raise typer.Exit(2)
@@ -94,30 +99,28 @@ def pack(
         typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
         raise typer.Exit(2)
     try:
-        signer = _signer(sign_key, gnupghome)
-        ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
-        cluster = load_cluster(inventory).cluster.name
-        documents = bundle_documents(inventory, ref, fmt=fmt, target=target,
-                                     merge=MergeSpec(tuple(merge or ()), merge_dir))
-        inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
         with _progress(not as_json) as phase:
-            result = pack_bundle(output, documents, inputs, signer, phase)
+            result = pack_inventory(inventory, images, _signer(sign_key, gnupghome), output,
+                                    source=bundle_source, runtime=runtime, images_json=images_json, name=name,
+                                    serial=serial, progress=phase,
+                                    delivery=Delivery(fmt, target, MergeSpec(tuple(merge or ()), merge_dir)))
     except KubehaError as exc:
         raise _fail(exc) from None
     if as_json:
         data = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                 "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
-                "signer": result.fingerprint}
+                "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
         typer.echo(json.dumps(data, sort_keys=True))
     else:
-        typer.echo(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
-                   f"{result.size} bytes, signed by {result.fingerprint}")
+        typer.echo(f"packed {result.directory}/ and {result.tarball}: serial {result.serial}, {result.files} "
+                   f"signed files, {result.size} bytes, signed by {result.fingerprint}")
 
 
 def _print_report(report: VerifyReport) -> None:
     """Human output: one OK line on stdout, or every problem on stderr."""
     if report.ok:
-        typer.echo(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
+        typer.echo(f"OK {report.bundle}: cluster {report.cluster} ({report.cluster_id}) serial {report.serial}, "
+                   f"signature by {report.signer}, {report.files} files match")
         return
     for error in report.errors:
         for line in error.splitlines():
@@ -131,16 +134,20 @@ def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s), armored or binary.",
                                           dir_okay=False)],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Require this cluster (name or id).")] = None,
+    min_serial: Annotated[int, typer.Option("--min-serial", help="Refuse a bundle with a lower serial.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
 ) -> None:
-    """Verify a bundle offline: signature first (exit 4), then every file's SHA-256 (exit 3).
+    """Verify a bundle offline: signature first (exit 4), then cluster and serial (exit 4), then every sum (exit 3).
 
-    Mismatched, missing and extra files are named. A tar is checked from its headers first: symlinks,
-    hardlinks, devices, absolute paths and '..' are refused (exit 3) before anything is read or extracted.
+    Only a plain tar in kubeha's canonical form is read; links, devices, sparse files, duplicates, unsafe
+    names and members the signed list does not name or sizes it does not give are refused (exit 3) before
+    any large member is read. Mismatched, missing and extra files are named.
     """
     try:
         with _progress(not as_json) as phase:
-            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)))
+            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)),
+                                   Expect(cluster, min_serial))
     except KubehaError as exc:
         raise _fail(exc) from None
     if as_json:

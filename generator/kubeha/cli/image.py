@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from kubeha import images
+from kubeha.bundle import images
 from kubeha.errors import ExitCode, KubehaError
 
 app = typer.Typer(

@@ -98,11 +98,18 @@ class Format(StrEnum):
 
 
 InventoryArg = Annotated[
-    Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
+    Path, typer.Argument(help="Inventory: Ansible INI (the seed's hosts file, kubespray's), Ansible or native "
+                         "YAML (.yaml/.yml), or ansible-inventory --list JSON (.json, or - for stdin).",
                          show_default=False)
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+MastersGroupOpt = Annotated[str | None, typer.Option(
+    "--masters-group", help="Ansible group of the masters (default: masters_group in [all:vars], else k8s-master "
+    "or kube_control_plane).", show_default=False)]
+WorkersGroupOpt = Annotated[str | None, typer.Option(
+    "--workers-group", help="Ansible group of the workers (default: workers_group, else k8s-node or kube_node).",
+    show_default=False)]
 
 
 def _err(text: str) -> None:
@@ -151,6 +158,7 @@ def main(
 
 @app.command()
 def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None,
           target: Annotated[str | None, typer.Option(
               "--target", help="Also check the inventory against a target and print what its network must "
               "allow (refused: a VRRP VIP on aws, azure, gce).")] = None) -> None:
@@ -159,7 +167,7 @@ def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt =
     from kubeha.generate import delivery_hints, load_cluster  # noqa: PLC0415
 
     with reporting():
-        loaded = load_cluster(inventory, strict=strict)
+        loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
         hints = delivery_hints(loaded.cluster, target) if target else []
     for p in loaded.warnings:
         _err(str(p))
@@ -220,6 +228,8 @@ def gen_userdata(
                                           "or by the inventory's per-host mac.")] = KeyBy.name,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    masters_group: MastersGroupOpt = None,
+    workers_group: WorkersGroupOpt = None,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
 ) -> None:
@@ -227,7 +237,8 @@ def gen_userdata(
     from kubeha.generate import MergeSpec, build_documents, delivery_hints, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
-        loaded, docs = build_documents(inventory, strict=strict)
+        loaded, docs = build_documents(inventory, strict=strict, masters_group=masters_group,
+                                       workers_group=workers_group)
         hints = delivery_hints(loaded.cluster, target)
         outputs = node_outputs(docs, fmt=fmt.value, target=target, merge=MergeSpec(tuple(merge or ()), merge_dir))
         for p in loaded.warnings:

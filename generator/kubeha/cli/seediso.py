@@ -1,9 +1,18 @@
-"""``kubeha gen seed-iso``: one NoCloud seed ISO per node (the lead registers :func:`seed_iso` under ``gen``)."""
+"""``kubeha gen seed-iso``: one NoCloud seed ISO per node (the lead registers :func:`seed_iso` under ``gen``).
+
+With ``--bundle`` (the bundle tar or directory) ``--keyring`` is required: the bundle is verified exactly like
+``kubeha bundle verify`` (exit 3 or 4, and another cluster's bundle is refused when the inventory has a cluster
+id beside it) into a private copy before anything is written, and the ISOs are built from that copy. Each ISO
+holds only what its node needs: a master's carries the bundle without the other nodes' documents (the
+node-side check accepts that per-node subset, the signed list says which paths belong to which node); a
+worker's carries no bundle at all, so no master secret and no image ever lands on it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +28,7 @@ from kubeha.errors import InvalidInput, KubehaError, Location, Problem
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
-    """The signed bundle's own per-node documents (they carry its public key and ``KUBEHA_BUNDLE``).
+    """The verified bundle's own per-node documents (they carry its key fingerprint, cluster id and serial).
 
     A packed bundle holds ``nodes/<node>/user-data`` and ``meta-data`` made for it; those, not freshly
     generated ones, must ride on the ISO beside it, or the node would not know which key to trust.
@@ -32,7 +41,7 @@ def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, byte
             found[node] = {name: (node_dir / name).read_bytes() for name in ("user-data", "meta-data")}
         else:
             missing.append(node)
-    if found and missing:
+    if missing:
         problems = [Problem(Location(str(bundle / "nodes" / n)), "bundle", "no user-data/meta-data for this node")
                     for n in missing]
         raise InvalidInput(problems)
@@ -57,76 +66,113 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _only_for(node: str) -> Callable[[str], bool]:
+    """A master's subset of the bundle: everything but the other nodes' documents."""
+    return lambda rel: not rel.startswith("nodes/") or rel == f"nodes/{node}" or rel.startswith(f"nodes/{node}/")
+
+
+def _verified_copy(inventory: Path, bundle: Path, keyring: Path, dest: Path) -> Path:
+    """Verify ``bundle`` into ``dest`` (exit 3/4 on failure); return the verified bundle directory."""
+    from kubeha.bundle import Expect, stage_verified  # noqa: PLC0415
+    from kubeha.bundle.identity import ID_SUFFIX, cluster_id  # noqa: PLC0415
+
+    has_id = inventory.with_name(inventory.name + ID_SUFFIX).exists()
+    expect = Expect(cluster=cluster_id(inventory, create=False) if has_id else None)
+    stage_verified(bundle, keyring, dest / "bundle", expect)
+    return dest / "bundle"
+
+
 def write_seed_isos(
     inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
-    merge: MergeSpec | None = None,
+    keyring: Path | None = None, merge: MergeSpec | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
-    With a bundle directory, each ISO also carries the bundle under ``/kubeha-bundle/``, and the node's
-    user-data and meta-data come from the bundle's ``nodes/<node>/`` when it has them. ``done(node)`` is
-    called after each ISO (for a progress bar). ``merge`` merges the user's user-data into each node's
-    (into the bundle's copy when there is one).
+    With a bundle (tar or directory) and its trusted ``keyring``, the bundle is verified into a private copy
+    first; masters' ISOs carry their subset of that copy under ``/kubeha-bundle/`` and the documents from its
+    ``nodes/<node>/``; workers' ISOs carry their documents only. ``done(node)`` is called after each ISO.
+    ``merge`` merges the user's user-data into each node's (into the bundle's copy when there is one).
 
     Returns:
         One record per node: node, path, size in bytes and SHA-256 of the ISO, sorted by node.
     """
-    from kubeha.generate import generate_documents  # the generator imports the whole rendering stack
+    from kubeha.generate import generate_documents, load_cluster  # noqa: PLC0415 - the whole rendering stack
 
-    if bundle is not None and not bundle.is_dir():
-        raise InvalidInput([Problem(Location(str(bundle)), "bundle", "not a directory (unpack the bundle tar)")])
+    if bundle is not None and keyring is None:
+        raise InvalidInput([Problem(Location("--keyring"), "keyring", "required with --bundle: the bundle is "
+                                    "verified before anything is written")])
     documents = generate_documents(inventory, merge=merge)  # validates everything before anything is written
-    if bundle is not None:
-        for node, docs in bundle_documents(bundle, sorted(documents)).items():
-            documents[node] = {**documents[node], **docs}
-            if merge:
-                documents[node]["user-data"] = merge_bundle_user_data(node, merge, bundle, docs["user-data"])
-    written: list[dict[str, object]] = []
-    for node in sorted(documents):
-        docs = documents[node]
-        path = output / f"{node}.iso"
-        write_seed_iso(
-            path,
-            user_data=docs["user-data"],
-            meta_data=docs["meta-data"],
-            network_config=docs.get("network-config"),
-            bundle_dir=bundle,
-        )
-        written.append({"node": node, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-        if done is not None:
-            done(node)
+    masters = {m.name for m in load_cluster(inventory).cluster.masters}
+    with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
+        verified = _verified_copy(inventory, bundle, keyring, Path(tmp)) if bundle and keyring else None
+        if verified is not None:
+            for node, docs in bundle_documents(verified, sorted(documents)).items():
+                documents[node] = {**documents[node], **docs}
+                if merge:
+                    documents[node]["user-data"] = merge_bundle_user_data(node, merge, verified, docs["user-data"])
+        written: list[dict[str, object]] = []
+        for node in sorted(documents):
+            docs = documents[node]
+            path = output / f"{node}.iso"
+            write_seed_iso(path, user_data=docs["user-data"], meta_data=docs["meta-data"],
+                           network_config=docs.get("network-config"),
+                           bundle_dir=verified if node in masters else None, include=_only_for(node))
+            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path)})
+            if done is not None:
+                done(node)
     return written
 
 
-def write_bundle_isos(output: Path, bundle: Path, done: Callable[[str], None] | None = None) -> list[dict[str, object]]:
-    """For Ignition nodes: ``<output>/<node>.iso`` labelled as the bundle's ``label:LABEL`` source says.
+def _private_parent(output: Path) -> Path:
+    """An existing directory near ``output`` for the verified copy (same filesystem, nothing in ``output``)."""
+    parent = output.resolve().parent
+    while not parent.is_dir():
+        parent = parent.parent
+    return parent
 
-    Each carries the bundle and the node's config.ign (from ``bundle pack --format ignition``).
+
+def write_bundle_isos(inventory: Path, output: Path, bundle: Path, keyring: Path,
+                      done: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """For Ignition masters: ``<output>/<node>.iso`` labelled as the bundle's ``label:LABEL`` source says.
+
+    The bundle is verified into a private copy first; each master's disk carries its subset of it and the
+    node's config.ign (from ``bundle pack --format ignition``). Workers install nothing: no disk for them.
     """
     from kubeha.deliver.seediso import write_bundle_iso  # noqa: PLC0415
+    from kubeha.generate import load_cluster  # noqa: PLC0415
 
-    try:
-        manifest = json.loads((bundle / "bundle.json").read_text())
-        source = str(manifest["install"]["source"])
-        nodes = sorted(manifest["nodes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput([Problem(Location(str(bundle / "bundle.json")), "bundle", f"unreadable: {exc}")]) from None
-    if not source.startswith("label:"):
-        raise InvalidInput([Problem(Location(str(bundle / "bundle.json")), "install.source",
-                                    f"{source!r}: pack the bundle with --bundle-source label:LABEL for a bundle disk")])
-    missing = [n for n in nodes if not (bundle / "nodes" / n / "config.ign").is_file()]
-    if missing:
-        raise InvalidInput([Problem(Location(str(bundle / "nodes" / n)), "bundle",
-                                    "no config.ign: pack with --format ignition") for n in missing])
-    written: list[dict[str, object]] = []
-    for node in nodes:
-        path = output / f"{node}.iso"
-        config = (bundle / "nodes" / node / "config.ign").read_bytes()
-        write_bundle_iso(path, label=source.removeprefix("label:"), bundle_dir=bundle, files={"config.ign": config})
-        written.append({"node": node, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-        if done is not None:
-            done(node)
+    masters = [m.name for m in load_cluster(inventory).cluster.masters]
+    with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
+        verified = _verified_copy(inventory, bundle, keyring, Path(tmp))
+        label = _bundle_label(verified)
+        missing = [n for n in masters if not (verified / "nodes" / n / "config.ign").is_file()]
+        if missing:
+            raise InvalidInput([Problem(Location(str(bundle)), f"nodes/{n}", "no config.ign: pack with --format "
+                                        "ignition") for n in missing])
+        written: list[dict[str, object]] = []
+        for node in sorted(masters):
+            path = output / f"{node}.iso"
+            write_bundle_iso(path, label=label, bundle_dir=verified, include=_only_for(node),
+                             files={"config.ign": (verified / "nodes" / node / "config.ign").read_bytes()})
+            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path)})
+            if done is not None:
+                done(node)
     return written
+
+
+def _bundle_label(verified: Path) -> str:
+    """The label the bundle's nodes look for (``install.source`` must be ``label:LABEL``)."""
+    where = Location(str(verified.name + "/bundle.json"))
+    try:
+        source = str(json.loads((verified / "bundle.json").read_text())["install"]["source"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput([Problem(where, "bundle", f"unreadable: {exc}")]) from None
+    if not source.startswith("label:"):
+        raise InvalidInput([Problem(where, "install.source",
+                                    f"{source!r}: pack the bundle with --bundle-source label:LABEL for a bundle disk")])
+    return source.removeprefix("label:")
 
 
 def _report_error(exc: KubehaError) -> None:
@@ -140,7 +186,12 @@ def seed_iso(
     inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for <node>.iso files.")],
     bundle: Annotated[
-        Path | None, typer.Option("--bundle", help="Bundle directory to put on each ISO under /kubeha-bundle/.")
+        Path | None, typer.Option("--bundle", help="Bundle tar or directory: verified, then each master's part "
+                                  "goes on its ISO under /kubeha-bundle/.")
+    ] = None,
+    keyring: Annotated[
+        Path | None, typer.Option("--keyring", help="Trusted public key(s) for --bundle (required with it).",
+                                  dir_okay=False)
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
     merge: MergeOpt = None,
@@ -150,15 +201,19 @@ def seed_iso(
                    ] = "cloud-init",
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
+    if bundle is not None and keyring is None:
+        typer.echo("error: --bundle needs --keyring (the bundle is verified before any ISO is written)", err=True)
+        raise typer.Exit(2)
+    if fmt == "ignition" and (bundle is None or keyring is None):
+        typer.echo("error: --format ignition needs --bundle and --keyring (a bundle disk per master)", err=True)
+        raise typer.Exit(2)
     try:
         with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            if fmt == "ignition":
-                if bundle is None:
-                    raise InvalidInput([Problem(Location("--bundle"), "bundle", "--format ignition needs --bundle")])
-                written = write_bundle_isos(output, bundle, lambda node: progress.advance(task))
+            if fmt == "ignition" and bundle is not None and keyring is not None:
+                written = write_bundle_isos(inventory, output, bundle, keyring, lambda node: progress.advance(task))
             else:
-                written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task),
+                written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), keyring,
                                           MergeSpec(tuple(merge or ()), merge_dir))
     except KubehaError as exc:
         _report_error(exc)
