@@ -55,7 +55,7 @@ def _masters(generated: dict[str, Path], case: Case) -> list[Path]:
 @pytest.mark.parametrize("newer", [False, True], ids=["cloud-init-22.4", "cloud-init-25"])
 def test_user_data_passes_cloud_init_schema(generated: dict[str, Path], newer: bool) -> None:
     paths = _user_datas(generated)
-    assert len(paths) == 18  # 4 + 5 + 6 + 3 nodes
+    assert len(paths) == 25  # 4 + 5 + 6 + 3 nodes, and 4 + 3 with vip_mode external
     for path in paths:
         rc, output = cloud_init_schema(path, newer)
         assert rc == 0, f"{path}:\n{output}"

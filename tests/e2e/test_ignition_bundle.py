@@ -16,7 +16,6 @@ import base64
 import json
 import shutil
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +54,7 @@ class Packed:
     directory: Path
     site: Path
     inventory: Path
+    keyring: Path
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def packed(tmp_path_factory: pytest.TempPathFactory, gpg_keys: Keys) -> Packed:
             "--bundle-source", f"label:{LABEL}", "--merge", str(site), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    return Packed(tmp / "out" / "kubeha", site, inventory)
+    return Packed(tmp / "out" / "kubeha", site, inventory, key.public)
 
 
 def config_of(packed: Packed, node: str) -> str:
@@ -105,9 +105,8 @@ def labelled_image(tmp_path: Path, bundle: Path, form: str, label: str = LABEL) 
     content.mkdir()
     if form == "directory":
         shutil.copytree(bundle, content / "kubeha-bundle")
-    else:
-        with tarfile.open(content / "kubeha-bundle.tar", "w") as tar:
-            tar.add(bundle, arcname="kubeha")
+    else:  # the packed tar itself (canonical layout, which the node checks from its headers)
+        shutil.copyfile(bundle.parent / f"{bundle.name}.tar", content / "kubeha-bundle.tar")
     image = tmp_path / "bundle.img"
     with image.open("wb") as fh:
         fh.truncate(64 << 20)
@@ -154,7 +153,7 @@ def test_ignition_written_script_installs_from_labelled_disk(packed: Packed, con
     status = json.loads((root / "var/lib/kubeha/status.json").read_text())
     assert status["verdict"] == "ok" and status["bundle"] == f"label:{LABEL}"
     steps = {s["name"]: s["status"] for s in status["steps"]}
-    assert steps == {"config": "ok", "locate": "ok", "unpack": "ok" if form == "tar" else "skipped",
+    assert steps == {"config": "ok", "locate": "ok", "stage": "ok" if form == "tar" else "skipped",
                      "verify": "ok", "images": "ok", "manifests": "ok"}
     placed = sorted(p.name for p in (root / "etc/kubernetes/manifests").iterdir())
     assert placed == list(MANIFESTS)
@@ -220,23 +219,25 @@ def test_seed_iso_ignition_writes_a_labelled_bundle_disk_per_node(packed: Packed
     from kubeha.cli.main import app as main_app
 
     out = tmp_path / "isos"
+    keyring = ["--keyring", str(packed.keyring)]
     result = CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(out), "--bundle",
-                                           str(packed.directory), "--format", "ignition", "--json"])
+                                           str(packed.directory), *keyring, "--format", "ignition", "--json"])
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)
-    assert [w["node"] for w in written] == ["master1", "master2", "master3", "worker1", "worker2"]
+    assert [w["node"] for w in written] == ["master1", "master2", "master3"]  # workers install nothing
     label, files = guest.read_seed_iso(out / "master1.iso")
     assert label == LABEL
     assert files["config.ign"] == (packed.directory / "nodes/master1/config.ign").read_bytes()
-    for rel in ("SHA256SUMS", "SHA256SUMS.asc", "images/images.tar", "bundle.json"):
+    for rel in ("SHA256SUMS", "SHA256SUMS.asc", "images/images.tar", "bundle.json", "nodes/master1/config.ign"):
         assert files[f"kubeha-bundle/{rel}"] == (packed.directory / rel).read_bytes(), rel
+    assert not any(name.startswith("kubeha-bundle/nodes/master2") for name in files)  # only this master's part
     again = tmp_path / "again"
     assert CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(again), "--bundle",
-                                         str(packed.directory), "--format", "ignition"]).exit_code == 0
+                                         str(packed.directory), *keyring, "--format", "ignition"]).exit_code == 0
     assert (again / "master1.iso").read_bytes() == (out / "master1.iso").read_bytes()  # byte-stable
     refused = CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(tmp_path / "x"),
                                             "--format", "ignition"])
-    assert refused.exit_code == 1 and "--format ignition needs --bundle" in refused.stderr
+    assert refused.exit_code == 2 and "--format ignition needs --bundle and --keyring" in refused.stderr
 
 
 def test_gen_userdata_ignition_merge(packed: Packed, tmp_path: Path) -> None:

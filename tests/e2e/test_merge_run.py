@@ -26,10 +26,11 @@ from daemons import Daemon
 from guest import cloud_init_workdir  # noqa: F401 - fixture
 from test_node_install import MANIFESTS, SEED_TAR, containerd, pinned_refs, remove_images  # noqa: F401
 
-from kubeha.bundle import PackInput, PackResult, pack_bundle
+from kubeha.bundle import PackResult
+from kubeha.bundle.pack import Delivery, pack_inventory
 from kubeha.deliver.merge import kind_of
 from kubeha.errors import InvalidInput
-from kubeha.generate import BundleRef, MergeSpec, generate_documents, load_cluster
+from kubeha.generate import MergeSpec, generate_documents
 from test_bundle import REFS, make_docker_archive
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture
 
@@ -83,13 +84,12 @@ def merged(tmp_path_factory: pytest.TempPathFactory, gpg_keys: Keys) -> Merged:
     merge_dir.mkdir()
     (merge_dir / "all.yaml").write_text("#cloud-config\n" + base_config(ca_pem))
     (merge_dir / "master1.sh").write_text(SCRIPT)
-    signer = gpg_keys.trusted.signer()
-    ref = BundleRef(public_key=signer.export_public_key(), source="cidata", runtime="containerd")
-    documents = generate_documents(inventory, bundle=ref, merge=MergeSpec(directory=merge_dir))
     images = tmp / "images.tar"
     make_docker_archive(images)
-    cluster = load_cluster(inventory).cluster
-    bundle = pack_bundle(tmp / "out", documents, PackInput(cluster.name, images, name="kubeha"), signer)
+    bundle = pack_inventory(inventory, images, gpg_keys.trusted.signer(), tmp / "out", name="kubeha",
+                            delivery=Delivery(merge=MergeSpec(directory=merge_dir)))
+    nodes = bundle.directory / "nodes"
+    documents = {n.name: {d: (n / d).read_bytes() for d in ("user-data", "meta-data")} for n in nodes.iterdir()}
     return Merged(bundle, documents, ca_pem, merge_dir, inventory)
 
 
