@@ -136,3 +136,17 @@ def test_seed_iso_merges_into_the_signed_bundle_user_data(images_tar: Path, gpg_
     assert data["write_files"][0]["path"] == "/etc/motd"
     assert [e["path"] for e in data["write_files"][1:]] == [e["path"] for e in yaml.safe_load(signed)["write_files"]]
     assert data["runcmd"] == [["touch", "/root/site"], *yaml.safe_load(signed)["runcmd"]]
+
+
+def test_pack_ignition_checks_config_ign_against_the_budget(images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
+    """config.ign has no encoding to fall back on: a bundle master's does not fit AWS's 16 KB and is refused."""
+    inventory = staged(EXTERNAL, tmp_path)
+    code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", "--target", "aws", "--format", "ignition")
+    assert code == 1 and out == ""
+    refused = [line for line in err.splitlines() if "config.ign does not fit aws's budget of 16,384 bytes" in line]
+    assert [line.split(":")[1].strip() for line in refused] == ["cp-1/config.ign", "cp-2/config.ign", "cp-3/config.ign"]
+    assert "tried config.ign " in refused[0] and "/opt/kubeha/bin/kubeha-install " in refused[0]
+    code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "c", "--target", "azure", "--format", "ignition")
+    assert code == 0, err
+    for node in ("cp-1", "w-1"):
+        assert len((tmp_path / "c/demo/nodes" / node / "config.ign").read_bytes()) <= 65_535

@@ -145,7 +145,8 @@ class NodeOutput:
     summary: str
 
 
-def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, NodeOutput]:
+def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None, target: str) -> dict[str, NodeOutput]:
+    from kubeha.deliver import targets  # noqa: PLC0415
     from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
     from kubeha.deliver.ignition_merge import read_ignition_file  # noqa: PLC0415
     from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
@@ -156,11 +157,12 @@ def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None) -> dict
     for d in docs:
         try:
             files = ignition_files(d, merge=users[d.name])
+            size = targets.fit_ignition(d, target, files["config.ign"])
         except InvalidInput as exc:
             problems += exc.problems
             continue
         merged = f", {len(users[d.name])} user config(s) merged" if users[d.name] else ""
-        out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes{merged}")
+        out[d.name] = NodeOutput(files, f"config.ign {size}{merged}")
     if problems:
         raise InvalidInput(sorted(set(problems)))
     return out
@@ -184,7 +186,7 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: s
     from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
-        return _ignition_outputs(docs, merge)
+        return _ignition_outputs(docs, merge, target)
     parts = _user_parts(docs, merge)
     fitted = {}
     problems = []

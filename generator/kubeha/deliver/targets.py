@@ -142,6 +142,25 @@ def fit(doc: NodeDocument, target: str, render: Render, extra: tuple[tuple[str, 
     raise InvalidInput([too_big(doc, rules, tried, extra)])
 
 
+def fit_ignition(doc: NodeDocument, target: str, config: bytes) -> str:
+    """Check a config.ign against the target's budget (Ignition takes it as is: no encoding to fall back on).
+
+    Files inside are already gzip-compressed where that is shorter. Returns the summary line's size text.
+
+    Raises:
+        InvalidInput: the config does not fit; every file's raw and gzip+base64 size is listed.
+    """
+    rules = get_target(target)
+    size = measure(config, rules)
+    if rules.budget is None:
+        return f"{size:,} B"
+    if size > rules.budget:
+        problem = too_big(doc, rules, [("config.ign", size)])
+        raise InvalidInput([Problem(Location(f"{doc.name}/config.ign"), problem.path,
+                                    problem.message.replace("user-data does not fit", "config.ign does not fit"))])
+    return f"{size:,} B, {target} budget {rules.budget:,} B ({100 * size / rules.budget:.0f}% used)"
+
+
 def file_sizes(doc: NodeDocument) -> list[tuple[str, int, int]]:
     """(path, raw bytes, gzip+base64 bytes) for every file and unit, largest first."""
     contents = [(f.path, f.content) for f in doc.files]
