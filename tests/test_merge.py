@@ -264,3 +264,33 @@ def test_every_part_passes_both_cloud_init_schemas(tmp_path: Path) -> None:
                 checked += 1
     assert checked == 6
 
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300),
+                 st.text(max_size=200).map(lambda t: ("#cloud-config\n" + t).encode()),
+                 st.text(max_size=200).map(lambda t: ("MIME-Version: 1.0\nContent-Type: multipart/mixed; "
+                                                      'boundary="b"\n\n--b\n' + t).encode())))
+def test_any_input_is_parts_or_a_clear_refusal(data: bytes) -> None:
+    """Whatever a user hands to --merge: parts, or InvalidInput naming the file; never another exception."""
+    try:
+        parts = userparts.parse_user_data("fuzz.yaml", data)
+    except InvalidInput as exc:
+        assert exc.problems and all(p.location.file.startswith("fuzz.yaml") for p in exc.problems)
+        return
+    assert parts
+    try:
+        text = merge.merged_user_data(DOC, parts)
+    except InvalidInput as exc:  # e.g. the user's file writes one of kubeha's paths
+        assert exc.problems
+        return
+    assert text.startswith(("#cloud-config\n", "Content-Type: multipart/mixed"))
+
+
+def test_cli_merge_file_missing(tmp_path: Path) -> None:
+    inventory = staged_inventory(EXAMPLES / "cluster.yaml", tmp_path)
+    code, out, err = run("gen", "userdata", str(inventory), "-o", str(tmp_path / "o"), "--merge",
+                         str(tmp_path / "nope.yaml"))
+    assert code == 1 and out == ""
+    assert err.startswith(f"{tmp_path / 'nope.yaml'}: error: merge: cannot read: No such file or directory\n")
+    assert not (tmp_path / "o").exists()
