@@ -150,3 +150,29 @@ def test_pack_ignition_checks_config_ign_against_the_budget(images_tar: Path, gp
     assert code == 0, err
     for node in ("cp-1", "w-1"):
         assert len((tmp_path / "c/demo/nodes" / node / "config.ign").read_bytes()) <= 65_535
+
+
+def test_http_tree_from_a_verified_ignition_bundle(images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
+    """gen http-tree: the bundle's own documents (config.ign included) keyed for PXE, after verification."""
+    from kubeha.cli.main import app as main_app
+
+    inventory = staged(VRRP, tmp_path)
+    url = "http://198.18.0.1/kubeha/demo.tar"
+    code, _, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", "--format", "ignition",
+                         "--bundle-source", url)
+    assert code == 0, err
+    args = ["gen", "http-tree", str(inventory), "--bundle", str(tmp_path / "b/demo.tar"), "--keyring",
+            str(gpg_keys.trusted.public), "-o", str(tmp_path / "tree"), "--json"]
+    result = CliRunner().invoke(main_app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {n: n for n in ("master1", "master2", "master3", "worker1", "worker2")}
+    for node in ("master1", "worker2"):
+        for name in ("user-data", "meta-data", "config.ign"):
+            assert (tmp_path / "tree" / node / name).read_bytes() == (tmp_path / "b/demo/nodes" / node / name).read_bytes()
+    config = json.loads((tmp_path / "tree/master1/config.ign").read_text())
+    assert any(f["path"] == "/opt/kubeha/bin/kubeha-install" for f in config["storage"]["files"])
+    assert "ignition.config.url=http://SERVER/master1/config.ign" in (tmp_path / "tree/README.txt").read_text()
+    # A bundle signed by another key is refused before anything is written.
+    other = CliRunner().invoke(main_app, [*args[:6], str(gpg_keys.other.public), "-o", str(tmp_path / "tree2")])
+    assert other.exit_code == 4, other.output
+    assert not (tmp_path / "tree2").exists()

@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "gen": {
         "seed-iso": ("kubeha.cli.seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+        "http-tree": ("kubeha.cli.httptree", "http_tree", "A verified bundle's node documents as an HTTP tree."),
     },
 }
 
