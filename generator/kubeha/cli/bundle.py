@@ -20,8 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
-from kubeha.bundle.pack import pack_inventory
+from kubeha.bundle.pack import Delivery, pack_inventory
 from kubeha.bundle.signing import Signer
+from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, KubehaError
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
@@ -74,6 +76,14 @@ def pack(
     serial: Annotated[int | None, typer.Option("--serial", help="Bundle serial (default: one more than the last "
                                                "packed for this inventory; never lower).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
+    target: Annotated[str, typer.Option("--target", help="Fit every node's user-data to this target's budget "
+                                        "(as gen userdata --target does), or refuse with per-file sizes.")
+                      ] = "nocloud",
+    fmt: Annotated[str, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node for "
+                                     "Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
+                                     "Ignition configs).")] = "cloud-init",
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -82,6 +92,9 @@ def pack(
     as the lowest one they accept, and the download size bound. The passphrase of a protected key is read
     from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
+    if fmt not in ("cloud-init", "ignition"):
+        typer.echo(f"error: --format: {fmt!r} is not cloud-init or ignition", err=True)
+        raise typer.Exit(2)
     if runtime not in ("containerd", "docker"):
         typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
         raise typer.Exit(2)
@@ -89,7 +102,8 @@ def pack(
         with _progress(not as_json) as phase:
             result = pack_inventory(inventory, images, _signer(sign_key, gnupghome), output,
                                     source=bundle_source, runtime=runtime, images_json=images_json, name=name,
-                                    serial=serial, progress=phase)
+                                    serial=serial, progress=phase,
+                                    delivery=Delivery(fmt, target, MergeSpec(tuple(merge or ()), merge_dir)))
     except KubehaError as exc:
         raise _fail(exc) from None
     if as_json:

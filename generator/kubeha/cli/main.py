@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from kubeha import __version__
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.errors import ExitCode, InvalidInput, KubehaError, Problem
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
@@ -31,6 +32,7 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "gen": {
         "seed-iso": ("kubeha.cli.seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+        "http-tree": ("kubeha.cli.httptree", "http_tree", "A verified bundle's node documents as an HTTP tree."),
     },
 }
 
@@ -157,20 +159,26 @@ def main(
 
 @app.command()
 def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
-          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None) -> None:
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None,
+          target: Annotated[str | None, typer.Option(
+              "--target", help="Also check the inventory against a target and print what its network must "
+              "allow (refused: a VRRP VIP on aws, azure, gce).")] = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
-    from kubeha.generate import load_cluster  # noqa: PLC0415
+    from kubeha.generate import delivery_hints, load_cluster  # noqa: PLC0415
 
     with reporting():
         loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
+        hints = delivery_hints(loaded.cluster, target) if target else []
     for p in loaded.warnings:
         _err(str(p))
     result = plan(loaded.cluster)
     if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(json.dumps({**result, "hints": hints} if target else result, indent=2, sort_keys=True))
         return
     _print_plan(result)
+    for hint in hints:
+        print(f"note: {hint}")
 
 
 def _print_plan(result: dict[str, object]) -> None:
@@ -223,14 +231,17 @@ def gen_userdata(
     as_json: JsonOpt = False,
     masters_group: MastersGroupOpt = None,
     workers_group: WorkersGroupOpt = None,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from kubeha.generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
+    from kubeha.generate import MergeSpec, build_documents, delivery_hints, node_outputs, write_tree  # noqa: PLC0415
 
     with reporting():
         loaded, docs = build_documents(inventory, strict=strict, masters_group=masters_group,
                                        workers_group=workers_group)
-        outputs = node_outputs(docs, fmt=fmt.value, target=target)
+        hints = delivery_hints(loaded.cluster, target)
+        outputs = node_outputs(docs, fmt=fmt.value, target=target, merge=MergeSpec(tuple(merge or ()), merge_dir))
         for p in loaded.warnings:
             _err(str(p))
         files = {name: o.files for name, o in outputs.items()}
@@ -244,7 +255,9 @@ def gen_userdata(
     rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]), "summary": outputs[d.name].summary,
              "files": {k: len(v) for k, v in files[d.name].items()}} for d in docs]
     if as_json:
-        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows}, indent=2, sort_keys=True))
+        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows, "hints": hints}, indent=2, sort_keys=True))
         return
     for row in rows:
         print(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
+    for hint in hints:
+        print(f"note: {hint}")
