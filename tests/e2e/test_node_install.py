@@ -443,7 +443,7 @@ def test_vm_boot_installs_bundle_from_seed_iso_then_keeps_it(packed: Packed, tmp
     name = packed.masters[0]
     docs = packed.documents[name]
     user_data = yaml.safe_load(docs["user-data"])
-    unit = render_template("/etc/systemd/system/kubeha-install.service", {})
+    unit = render_template("/etc/systemd/system/kubeha-install.service", {"script": "/usr/local/sbin/kubeha-install"})
     user_data["write_files"].append({"path": "/etc/systemd/system/kubeha-install.service", "content": unit,
                                      "permissions": "0644", "owner": "root:root"})
     user_data["runcmd"] += [
