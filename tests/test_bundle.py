@@ -377,7 +377,8 @@ def test_cli_verify_ok_and_json(packed: PackResult, gpg_keys: Keys) -> None:
     assert result.stdout == f"OK {packed.tarball}: signature by {gpg_keys.trusted.fingerprint}, 8 files match\n"
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public), "--json"])
     data = json.loads(result.stdout)
-    assert result.exit_code == 0 and data["ok"] is True and data["files"] == 8 and data["missing"] == []
+    assert result.exit_code == 0 and data["ok"] is True and data["command"] == "bundle verify"
+    assert data["result"]["files"] == 8 and data["result"]["missing"] == []
 
 
 def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
@@ -387,16 +388,17 @@ def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: checksum mismatch: images/images.tar; extra: nodes/master1/evil\n"
-        f"FAILED {packed.directory}: checksum verification failed\n"
+        "kubeha: error: checksum mismatch: images/images.tar; extra: nodes/master1/evil\n"
+        f"kubeha: FAILED {packed.directory}: checksum verification failed\n"
     )
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.other.public), "--json"])
     assert result.exit_code == 4
     data = json.loads(result.stdout)
-    assert data["ok"] is False and "not in the trusted keyring" in data["errors"][0]
+    assert data["ok"] is False and "not in the trusted keyring" in data["errors"][0]["message"]
     result = runner.invoke(app, ["verify", str(packed.directory / "nope"), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+    assert result.stderr == (f"{packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+                             "kubeha: 1 error(s), 0 warning(s)\n")
 
 
 def test_cli_help() -> None:
@@ -422,7 +424,7 @@ def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Ke
     args += ["--gnupghome", str(key.home), "-o", str(out), "--name", "demo"]
     result = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["signer"] == key.fingerprint and data["tarball"] == str(out / "demo.tar")
     assert data["tar_bytes"] == (out / "demo.tar").stat().st_size
     master = (out / "demo/nodes/master1/user-data").read_text()
@@ -442,9 +444,10 @@ def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Ke
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--runtime", "podman"], 2, "error: --runtime: 'podman' is not containerd or docker\n"),
-        (["--sign-key", "nobody@kubeha.invalid"], 1, "error: no secret key matching 'nobody@kubeha.invalid' in "),
-        (["--gnupghome", "/nonexistent"], 1, "error: GnuPG home /nonexistent does not exist\n"),
+        (["--runtime", "podman"], 2, "Error: Invalid value for '--runtime': Value error, 'podman' is not one of "
+                                     "'containerd', 'docker'.\n"),
+        (["--sign-key", "nobody@kubeha.invalid"], 1, "kubeha: error: no secret key matching 'nobody@kubeha.invalid' in "),
+        (["--gnupghome", "/nonexistent"], 1, "kubeha: error: GnuPG home /nonexistent does not exist; nothing written\n"),
         (["--bundle-source", "relative/path"], 1, "is not cidata, an absolute path or an http(s) URL\n"),
     ],
 )
@@ -510,7 +513,7 @@ def test_cli_pack_refuses_a_non_archive(inventory: Path, gpg_keys: Keys, tmp_pat
     args = ["pack", str(inventory), "--images", str(junk), "--sign-key", key.fingerprint]
     result = CliRunner().invoke(app, [*args, "--gnupghome", str(key.home), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {junk}") and "Traceback" not in result.output
+    assert result.stderr.startswith(f"kubeha: error: {junk}") and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -520,7 +523,7 @@ def test_cli_verify_hostile_tar_exact_stderr(packed: PackResult, gpg_keys: Keys,
     result = CliRunner().invoke(app, ["verify", str(evil), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: unsafe tar, nothing extracted: lab/nodes/link: symlink refused\n"
-        f"FAILED {evil}: checksum verification failed\n"
+        "kubeha: error: unsafe tar, nothing extracted: lab/nodes/link: symlink refused\n"
+        f"kubeha: FAILED {evil}: checksum verification failed\n"
     )
     assert result.stdout == ""

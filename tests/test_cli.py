@@ -80,7 +80,7 @@ def test_check_prints_plan_and_budget() -> None:
 def test_check_json() -> None:
     code, stdout, _ = run("check", "--json", str(EXAMPLES / "seed-hosts.ini"))
     assert code == 0
-    plan = json.loads(stdout)
+    plan = json.loads(stdout)["result"]
     assert [(m["name"], m["state"], m["priority"]) for m in plan["masters"]] == [
         ("node01", "MASTER", 100), ("node02", "BACKUP", 80), ("node03", "BACKUP", 70)]
     assert plan["weight"] == -35  # spread 30 -> weight 35: a failing node01 (65) drops below node03 (70)
@@ -128,10 +128,10 @@ def test_gen_writes_private_files_and_replaces_old_output(tmp_path: Path) -> Non
     (out / "master1").mkdir(parents=True)
     (out / "master1" / "stale").write_text("old")
     (out / "unrelated.txt").write_text("keep me")
-    code, stdout, _ = run("gen", "userdata", str(inv), "-o", str(out))
+    code, stdout, _ = run("gen", "userdata", str(inv), "-o", str(out), "--force")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["master1", "master2", "master3", "unrelated.txt",
-                                                    "worker1", "worker2"]
+    assert sorted(p.name for p in out.iterdir()) == [".kubeha-manifest.json", "master1", "master2", "master3",
+                                                    "unrelated.txt", "worker1", "worker2"]
     assert sorted(p.name for p in (out / "master1").iterdir()) == ["meta-data", "user-data"]
     assert stat.S_IMODE((out / "master1" / "user-data").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "master1").stat().st_mode) == 0o700

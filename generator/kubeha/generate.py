@@ -7,6 +7,7 @@ temporary directory beside the output and renames each node's directory into pla
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -17,15 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeha import inventory
+from kubeha import __version__, inventory
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
-from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.errors import InvalidInput, Location, OutputError, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
 from kubeha.render import BundleRef, render_cluster
 
-__all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
+__all__ = ["BundleRef", "Loaded", "TreeReport", "build_documents", "generate_documents", "load_cluster", "write_tree"]
 
 SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -176,6 +177,26 @@ def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef
     return {d.name: cloud_init_files(d) for d in docs}
 
 
+def node_names(path: Path) -> list[str]:
+    """The node names of an inventory, for shell completion (an empty list when it does not load)."""
+    try:
+        cluster = load_cluster(path).cluster
+    except (InvalidInput, OSError):
+        return []
+    return [m.name for m in cluster.masters] + [w.name for w in cluster.workers]
+
+
+def select_node(docs: list[NodeDocument], node: str | None) -> list[NodeDocument]:
+    """All documents, or only ``node``'s (InvalidInput naming the known nodes when there is none)."""
+    if node is None:
+        return docs
+    chosen = [d for d in docs if d.name == node]
+    if not chosen:
+        names = ", ".join(d.name for d in docs)
+        raise InvalidInput([Problem(Location("--node"), "node", f"no node {node!r} in the inventory; nodes: {names}")])
+    return chosen
+
+
 def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:
     os.mkdir(node, 0o700, dir_fd=parent_fd)
     node_fd = os.open(node, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
@@ -196,14 +217,71 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]:
-    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), all or nothing.
+MANIFEST = ".kubeha-manifest.json"
+_TEMP_PREFIX = ".kubeha-tmp-"
 
-    Everything is written under a temporary directory inside ``out`` first; each node directory is then
-    renamed into place, replacing an older one, so no node directory is ever half-written.
+
+@dataclass(frozen=True)
+class TreeReport:
+    """What :func:`write_tree` did: the node folders written and the stale ones removed."""
+
+    written: list[Path]
+    removed: list[str]
+
+
+def read_manifest(out: Path) -> list[str]:
+    """The entries a previous run recorded in ``out`` (empty when there is no usable manifest)."""
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return [e for e in entries if isinstance(e, str) and e and "/" not in e and not e.startswith(".")] \
+        if isinstance(entries, list) else []
+
+
+def _foreign(out: Path, owned: set[str]) -> list[str]:
+    """Entries of an existing ``out`` that kubeha did not write (its manifest and temp dirs aside)."""
+    try:
+        names = os.listdir(out)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n != MANIFEST and not n.startswith(_TEMP_PREFIX) and n not in owned)
+
+
+def _write_manifest(out_fd: int, entries: list[str], command: str) -> None:
+    data = json.dumps({"written_by": f"kubeha {__version__}", "command": command, "entries": sorted(entries)},
+                      indent=2, sort_keys=True).encode() + b"\n"
+    tmp = f"{_TEMP_PREFIX}{MANIFEST}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, MANIFEST, src_dir_fd=out_fd, dst_dir_fd=out_fd)
+
+
+def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]], *, force: bool = False, prune: bool = True,
+               command: str = "gen userdata") -> TreeReport:
+    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), node by node atomically.
+
+    ``out`` records what kubeha wrote in ``.kubeha-manifest.json``. A directory holding entries kubeha did
+    not write is refused (OutputError) unless ``force``; with ``prune``, folders an earlier run wrote for
+    nodes that are gone are removed. Everything is written under a temporary directory inside ``out`` first;
+    each node directory is then renamed into place, so no node directory is ever half-written.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".kubeha-tmp-", dir=out))
+    owned = set(read_manifest(out))
+    foreign = _foreign(out, owned)
+    if foreign and not force:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputError(f"-o {out}: holds files kubeha did not write ({shown}); choose an empty or new "
+                          "directory, or pass --force")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=out))
+    except OSError as exc:
+        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
+    removed = sorted(owned - set(docs) - set(foreign)) if prune else []
     written = []
     tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
     out_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
@@ -215,8 +293,14 @@ def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]
                 os.rename(node, f".old-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
             os.rename(node, node, src_dir_fd=tmp_fd, dst_dir_fd=out_fd)
             written.append(out / node)
+        for node in removed:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(node, f".gone-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
+        _write_manifest(out_fd, sorted((owned - set(removed)) | set(docs)), command)
+    except OSError as exc:
+        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
     finally:
         os.close(tmp_fd)
         os.close(out_fd)
         shutil.rmtree(tmp, ignore_errors=True)
-    return written
+    return TreeReport(written, removed)

@@ -104,6 +104,7 @@ def load(path: Path) -> RawInventory:
         data = path.read_bytes()
     except OSError as exc:
         inv.problems.append(Problem(Location(str(path)), "inventory", f"cannot read: {exc.strerror}"))
+        inv.unreadable = True  # one line saying why, not every value the missing file would have held
         return inv
     text = _decode(data, inv)
     if text is None:

@@ -17,9 +17,11 @@ from typing import Any
 from kubeha.errors import Location, Problem
 from kubeha.inventory import RawHost, RawInventory, Value
 from kubeha.profiles import PROFILES, Profile
+from kubeha.recipe import shipped_recipe
 
-DEFAULT_KEEPALIVED_IMAGE = "kubeha.local/keepalived:2.2.7"
-DEFAULT_HAPROXY_IMAGE = "kubeha.local/haproxy:2.6.12"
+# The shipped bundle recipe (bundles/default.yaml) is the one place image refs are written.
+DEFAULT_KEEPALIVED_IMAGE = shipped_recipe().image("keepalived").ref
+DEFAULT_HAPROXY_IMAGE = shipped_recipe().image("haproxy").ref
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_@-][A-Za-z0-9_.@-]{0,14}$")

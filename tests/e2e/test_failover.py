@@ -88,7 +88,7 @@ def test_drill_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     run = subprocess.run([sys.executable, "-m", "kubeha.cli.drill", str(EXAMPLE), "--runtime", "podman"],
                          capture_output=True, text=True, check=False, timeout=60)
-    assert run.returncode == 1 and "--runtime must be one of containerd, host" in run.stderr
+    assert run.returncode == 2 and "'podman' is not one of 'containerd', 'host'" in run.stderr
 
 
 # ----------------------------------------------------------------------------- the live lab

@@ -6,11 +6,10 @@ extra file, unsafe tar member), 4 signature problem (missing, bad, unknown key, 
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,21 +18,36 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
-from kubeha.errors import InvalidInput, KubehaError
+from kubeha.cli.common import Session, check_output_dir, session
+from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.model import Cluster
+from kubeha.recipe import Recipe, load_recipe
 from kubeha.signing import Signer
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False, add_completion=False)
+                  pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
 
 _err = Console(stderr=True)
 
 
-def _fail(exc: KubehaError) -> typer.Exit:
-    """Print a KubehaError (every problem of an InvalidInput) to stderr; return the Exit to raise."""
-    lines = [str(p) for p in sorted(exc.problems)] if isinstance(exc, InvalidInput) else [str(exc)]
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    return typer.Exit(int(exc.exit_code))
+class Runtime(StrEnum):
+    """The container runtime nodes import the images into."""
+
+    containerd = "containerd"
+    docker = "docker"
+
+
+def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
+    """The archive must hold every image of the recipe and every image the static pods run (InvalidInput)."""
+    from kubeha.images import inspect_archive  # noqa: PLC0415
+
+    refs = {ref for info in inspect_archive(images) for ref in info.refs}
+    wanted = {r: f"recipe {recipe.path}" for r in recipe.refs}
+    wanted |= {cluster.keepalived_image: "keepalived_image", cluster.haproxy_image: "haproxy_image"}
+    problems = [Problem(Location(str(images)), "images", f"lacks {ref} (named by {why})")
+                for ref, why in sorted(wanted.items()) if ref not in refs]
+    if problems:
+        raise InvalidInput(problems)
 
 
 @contextmanager
@@ -61,55 +75,60 @@ def pack(
     inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False)],
     images: Annotated[Path, typer.Option("--images", help="docker-archive with the images.", dir_okay=False)],
     sign_key: Annotated[str, typer.Option("--sign-key", help="Key id, fingerprint or email of the signer.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles/out"),
     gnupghome: Annotated[Path | None, typer.Option("--gnupghome", help="GnuPG home with the secret key "
                                                    "(default $GNUPGHOME or ~/.gnupg).")] = None,
     bundle_source: Annotated[str, typer.Option("--bundle-source", help="Where nodes find the bundle: cidata, "
                                                "an absolute path or an http(s) URL.")] = "cidata",
-    runtime: Annotated[str, typer.Option("--runtime", help="containerd or docker.")] = "containerd",
+    runtime: Annotated[Runtime, typer.Option("--runtime", help="Container runtime on the nodes.")] = Runtime.containerd,
     images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", dir_okay=False, help="Bundle recipe the archive "
+                                                "must match (default: ./bundles/default.yaml, else the one "
+                                                "shipped with kubeha).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
     The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
-    from kubeha.generate import BundleRef, generate_documents, load_cluster  # noqa: PLC0415
+    with session("bundle pack", as_json=as_json, writes=True) as s:
+        check_output_dir(output)
+        _pack(s, inventory, images, images_json, output, _signer(sign_key, gnupghome), bundle_source,
+              runtime.value, name, load_recipe(recipe))
 
-    if runtime not in ("containerd", "docker"):
-        typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
-        raise typer.Exit(2)
-    try:
-        signer = _signer(sign_key, gnupghome)
-        ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
-        cluster = load_cluster(inventory).cluster.name
-        documents = generate_documents(inventory, bundle=ref)
-        inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
-        with _progress(not as_json) as phase:
-            result = pack_bundle(output, documents, inputs, signer, phase)
-    except KubehaError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        data = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
+
+def _pack(s: Session, inventory: Path, images: Path, images_json: Path | None, output: Path, signer: Signer,
+          bundle_source: str, runtime: str, name: str | None, recipe: Recipe) -> None:
+    """The body of ``bundle pack``: validate everything, then pack and sign."""
+    from kubeha.generate import BundleRef, build_documents, cloud_init_files  # noqa: PLC0415
+
+    ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
+    loaded, docs = build_documents(inventory, bundle=ref)
+    s.warn(loaded.warnings)
+    check_archive(images, recipe, loaded.cluster)
+    documents = {d.name: cloud_init_files(d) for d in docs}
+    inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": bundle_source, "runtime": runtime})
+    with _progress(not s.as_json) as phase:
+        result = pack_bundle(output, documents, inputs, signer, phase)
+    s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                 "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
-                "signer": result.fingerprint}
-        typer.echo(json.dumps(data, sort_keys=True))
-    else:
-        typer.echo(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
-                   f"{result.size} bytes, signed by {result.fingerprint}")
+                "signer": result.fingerprint, "recipe": str(recipe.path)}
+    s.out(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
+          f"{result.size} bytes, signed by {result.fingerprint}")
 
 
-def _print_report(report: VerifyReport) -> None:
-    """Human output: one OK line on stdout, or every problem on stderr."""
+def _print_report(s: Session, report: VerifyReport) -> None:
+    """Human output: one OK line on stdout, or every problem on stderr (and the exit code to end with)."""
     if report.ok:
-        typer.echo(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
+        s.out(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
         return
-    for error in report.errors:
-        for line in error.splitlines():
-            typer.echo(f"error: {line}", err=True)
+    lines = [line for error in report.errors for line in error.splitlines()]
+    for line in lines:
+        typer.echo(f"kubeha: error: {line}", err=True)
     kind = "signature" if report.exit_code == 4 else "checksum"
-    typer.echo(f"FAILED {report.bundle}: {kind} verification failed", err=True)
+    typer.echo(f"kubeha: FAILED {report.bundle}: {kind} verification failed", err=True)
+    s.fail(report.exit_code, lines)
 
 
 @app.command()
@@ -124,14 +143,8 @@ def verify(
     Mismatched, missing and extra files are named. A tar is checked from its headers first: symlinks,
     hardlinks, devices, absolute paths and '..' are refused (exit 3) before anything is read or extracted.
     """
-    try:
+    with session("bundle verify", as_json=as_json) as s:
         with _progress(not as_json) as phase:
             report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)))
-    except KubehaError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        json.dump(report.to_dict(), sys.stdout, sort_keys=True)
-        sys.stdout.write("\n")
-    else:
-        _print_report(report)
-    raise typer.Exit(report.exit_code)
+        s.result = report.to_dict()
+        _print_report(s, report)

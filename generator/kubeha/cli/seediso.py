@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -12,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from kubeha.cli.common import Session, check_output_dir, session
 from kubeha.deliver.seediso import write_seed_iso
-from kubeha.errors import InvalidInput, KubehaError, Location, Problem
+from kubeha.errors import InvalidInput, Location, Problem
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
@@ -47,7 +47,8 @@ def sha256_file(path: Path) -> str:
 
 
 def write_seed_isos(
-    inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None
+    inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
+    session: Session | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
@@ -58,11 +59,14 @@ def write_seed_isos(
     Returns:
         One record per node: node, path, size in bytes and SHA-256 of the ISO, sorted by node.
     """
-    from kubeha.generate import generate_documents  # the generator imports the whole rendering stack
+    from kubeha.generate import build_documents, cloud_init_files  # the generator imports the rendering stack
 
     if bundle is not None and not bundle.is_dir():
         raise InvalidInput([Problem(Location(str(bundle)), "bundle", "not a directory (unpack the bundle tar)")])
-    documents = generate_documents(inventory)  # validates everything before anything is written
+    loaded, node_docs = build_documents(inventory)  # validates everything before anything is written
+    if session is not None:
+        session.warn(loaded.warnings)
+    documents = {d.name: cloud_init_files(d) for d in node_docs}
     if bundle is not None:
         for node, docs in bundle_documents(bundle, sorted(documents)).items():
             documents[node] = {**documents[node], **docs}
@@ -83,31 +87,21 @@ def write_seed_isos(
     return written
 
 
-def _report_error(exc: KubehaError) -> None:
-    if isinstance(exc, InvalidInput):
-        for problem in sorted(exc.problems):
-            typer.echo(str(problem), err=True)
-    typer.echo(f"error: {exc}", err=True)
-
-
 def seed_iso(
     inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for <node>.iso files.")],
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Bundle directory to put on each ISO under /kubeha-bundle/.")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
+                           ] = False,
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
-    try:
+    with session("gen seed-iso", as_json=json_output, writes=True) as s:
+        check_output_dir(output)
         with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task))
-    except KubehaError as exc:
-        _report_error(exc)
-        raise typer.Exit(int(exc.exit_code)) from None
-    if json_output:
-        typer.echo(json.dumps(written, indent=2, sort_keys=True))
-        return
-    for record in written:
-        typer.echo(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")
+            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), s)
+        s.result = {"output": str(output), "isos": written}
+        for record in written:
+            s.out(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")
