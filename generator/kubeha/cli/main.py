@@ -124,6 +124,13 @@ def run() -> None:
     except BrokenPipeError:
         quiet_stdout()
         sys.exit(ExitCode.OK)
+    except SystemExit as exc:
+        # Typer's parser turns EPIPE (e.g. while printing --help) into exit 1 after wrapping stdout in
+        # a "pacify flush" wrapper: that wrapper is the sign the reader went away, which is not a failure.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            quiet_stdout()
+            sys.exit(ExitCode.OK)
+        raise exc from None
 
 
 def _version(value: bool) -> None:

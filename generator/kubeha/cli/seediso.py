@@ -99,7 +99,8 @@ def seed_iso(
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
     with session("gen seed-iso", as_json=json_output, writes=True) as s:
         check_output_dir(output)
-        with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
+        console = Console(stderr=True)
+        with Progress(transient=True, console=console, disable=json_output or not console.is_terminal) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
             written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), s)
         s.result = {"output": str(output), "isos": written}
