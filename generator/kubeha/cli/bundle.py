@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
-from kubeha.cli.common import Session, check_output_dir, session
+from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Cluster
 from kubeha.recipe import Recipe, load_recipe
@@ -72,7 +72,8 @@ def _signer(sign_key: str, gnupghome: Path | None) -> Signer:
 
 @app.command()
 def pack(
-    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False)],
+    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False,
+                                              autocompletion=complete_inventory)],
     images: Annotated[Path, typer.Option("--images", help="docker-archive with the images.", dir_okay=False)],
     sign_key: Annotated[str, typer.Option("--sign-key", help="Key id, fingerprint or email of the signer.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles/out"),

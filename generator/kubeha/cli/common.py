@@ -30,10 +30,12 @@ import typer
 
 from kubeha.errors import ExitCode, InvalidInput, KubehaError, OutputError, Problem, UsageError
 
-__all__ = ["STDOUT", "OutputError", "Session", "UsageError", "check_output_dir", "output_file", "session"]
+__all__ = ["STDOUT", "OutputError", "Session", "UsageError", "check_output_dir", "complete_inventory", "output_file",
+           "session"]
 
 SCHEMA_VERSION = 1
 STDOUT = "-"
+INVENTORY_SUFFIXES = (".ini", ".yaml", ".yml", ".json", ".cfg", "")
 
 
 def err(text: str) -> None:
@@ -131,6 +133,24 @@ def session(command: str, *, as_json: bool = False, writes: bool = False) -> Ite
         raise typer.Exit(ExitCode.OK) from None
     if s.exit_code:
         raise typer.Exit(s.exit_code)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shell completion
+
+
+def complete_inventory(incomplete: str) -> list[str]:
+    """Shell completion for INVENTORY: inventory-looking files (and folders) starting with what is typed."""
+    folder, _, prefix = incomplete.rpartition("/")
+    base = Path(folder or ".") if folder or not incomplete.startswith("/") else Path("/")
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return []
+    lead = f"{folder}/" if folder or incomplete.startswith("/") else ""
+    return [f"{lead}{p.name}{'/' if p.is_dir() else ''}" for p in entries
+            if p.name.startswith(prefix) and not p.name.startswith(".")
+            and (p.is_dir() or p.suffix in INVENTORY_SUFFIXES or p.name == "hosts")]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -16,7 +16,15 @@ import typer
 from typer.core import TyperGroup
 
 from kubeha import __version__
-from kubeha.cli.common import STDOUT, Session, UsageError, check_output_dir, quiet_stdout, session
+from kubeha.cli.common import (
+    STDOUT,
+    Session,
+    UsageError,
+    check_output_dir,
+    complete_inventory,
+    quiet_stdout,
+    session,
+)
 from kubeha.errors import ExitCode
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
@@ -111,7 +119,7 @@ class Target(StrEnum):
 
 InventoryArg = Annotated[
     Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
-                         show_default=False, metavar="INVENTORY")
+                         show_default=False, metavar="INVENTORY", autocompletion=complete_inventory)
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
@@ -194,8 +202,25 @@ def complete_nodes(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion for --node: the node names of the inventory already on the command line."""
     from kubeha.generate import node_names  # noqa: PLC0415
 
-    inventory = ctx.params.get("inventory")
+    inventory = ctx.params.get("inventory") or _inventory_word()
     return [n for n in node_names(Path(inventory)) if n.startswith(incomplete)] if inventory else []
+
+
+def _inventory_word() -> str | None:
+    """The first existing file on the line being completed.
+
+    While a value is still missing (``--node <TAB>``) the parser gives up on the whole line, so the
+    inventory is found in the words the shell passed (bash: COMP_WORDS; zsh/fish: _TYPER_COMPLETE_ARGS).
+    """
+    import os  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    line = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    return next((w for w in words[1:] if not w.startswith("-") and Path(w).is_file()), None)
 
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node "

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from kubeha.cli.common import Session, check_output_dir, session
+from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.deliver.seediso import write_seed_iso
 from kubeha.errors import InvalidInput, Location, Problem
 
@@ -88,7 +88,8 @@ def write_seed_isos(
 
 
 def seed_iso(
-    inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).")],
+    inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).",
+                                              autocompletion=complete_inventory)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for <node>.iso files.")],
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Bundle directory to put on each ISO under /kubeha-bundle/.")
