@@ -12,7 +12,7 @@ from kubeha_test import EXAMPLES, run, staged_inventory
 
 def _inventory(tmp: Path, workers: int) -> Path:
     inv = tmp / "c.yaml"
-    lines = ["cluster: {name: c, vip: 198.18.0.10/24}", "masters:", "  - {name: m1, address: 198.18.0.11}",
+    lines = ["cluster: {name: c, vip: 198.18.0.10/24, interface: ens3}", "masters:", "  - {name: m1, address: 198.18.0.11}",
              "  - {name: m2, address: 198.18.0.12}", "  - {name: m3, address: 198.18.0.13}"]
     lines += ["workers:"] if workers else []
     lines += [f"  - {{name: w{i}, address: 198.18.0.{30 + i}}}" for i in range(workers)]

@@ -222,6 +222,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         chk.error(top, "masters", "no control-plane nodes")  # unless the loader said so already
     if len(masters) == 1:
         chk.warn(masters[0].location, "masters", "only one master: the VIP has nowhere to move")
+    _defaults_that_bite(chk, raw, c, where, masters, top)
 
     problems = sorted(set(chk.problems))
     if any(p.is_error for p in problems) or vip is None or weight is None:
@@ -235,6 +236,23 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns,
     )
     return cluster, problems
+
+
+def _defaults_that_bite(chk: _Checker, raw: RawInventory, c: dict[str, Value], where: str, masters: list[Master],
+                        top: Location) -> None:
+    """Warnings for values that work by default but often are not what the user meant (issue 11)."""
+    if "interface" not in c and any("interface" not in h.vars for h in raw.masters):
+        chk.warn(top, f"{where}.interface", "not set: assuming eth0, but cloud and hypervisor images often name "
+                 "the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)")
+    if len(masters) == 2:
+        chk.warn(masters[0].location, "masters", "two masters: etcd needs a majority, so losing either one stops "
+                 "the control plane; use three")
+    elif len(masters) > 2 and len(masters) % 2 == 0:
+        chk.warn(masters[0].location, "masters", f"{len(masters)} masters: an even number tolerates no more "
+                 f"failures than {len(masters) - 1} (etcd quorum); use an odd number")
+    if "kubernetes_version" in c:
+        chk.warn(c["kubernetes_version"].location, f"{where}.kubernetes_version", "accepted but unused: kubeha "
+                 "does not install Kubernetes (pick the version in your kubeadm or distribution tooling)")
 
 
 def _interface(chk: _Checker, val: Value | None, path: str) -> str:
