@@ -73,3 +73,15 @@ def test_one_node_into_a_directory_keeps_the_others(tmp_path: Path) -> None:
     after = {p.name: p.stat().st_ino for p in out.iterdir()}
     assert set(after) == set(before)
     assert after["worker1"] != before["worker1"] and after["master1"] == before["master1"]
+
+
+def test_output_written_before_manifests_is_adopted(tmp_path: Path) -> None:
+    inv = staged_inventory(EXAMPLES / "cluster.yaml", tmp_path)
+    out = tmp_path / "o"
+    assert run("gen", "userdata", str(inv), "-o", str(out))[0] == 0
+    (out / MANIFEST).unlink()  # as an older kubeha left it
+    assert run("gen", "userdata", str(inv), "-o", str(out))[0] == 0
+    (out / MANIFEST).unlink()
+    (out / "master1" / "id_rsa").write_text("not a node document")
+    code, _, stderr = run("gen", "userdata", str(inv), "-o", str(out))
+    assert code == 1 and "holds files kubeha did not write (master1)" in stderr

@@ -240,13 +240,28 @@ def read_manifest(out: Path) -> list[str]:
         if isinstance(entries, list) else []
 
 
-def _foreign(out: Path, owned: set[str]) -> list[str]:
-    """Entries of an existing ``out`` that kubeha did not write (its manifest and temp dirs aside)."""
+_NODE_FILES = {"user-data", "meta-data", "network-config", "config.ign"}
+
+
+def _foreign(out: Path, owned: set[str], nodes: set[str]) -> list[str]:
+    """Entries of an existing ``out`` that kubeha did not write (its manifest and temp dirs aside).
+
+    A folder named after one of this run's nodes that holds only node documents counts as kubeha's: an
+    output directory written before manifests existed is adopted rather than refused.
+    """
     try:
         names = os.listdir(out)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n != MANIFEST and not n.startswith(_TEMP_PREFIX) and n not in owned)
+    return sorted(n for n in names if n != MANIFEST and not n.startswith(_TEMP_PREFIX) and n not in owned
+                  and not (n in nodes and _only_node_files(out / n)))
+
+
+def _only_node_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and not folder.is_symlink() and set(os.listdir(folder)) <= _NODE_FILES
+    except OSError:
+        return False
 
 
 def _write_manifest(out_fd: int, entries: list[str], command: str) -> None:
@@ -271,7 +286,7 @@ def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]], *, force: boo
     each node directory is then renamed into place, so no node directory is ever half-written.
     """
     owned = set(read_manifest(out))
-    foreign = _foreign(out, owned)
+    foreign = _foreign(out, owned, set(docs))
     if foreign and not force:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise OutputError(f"-o {out}: holds files kubeha did not write ({shown}); choose an empty or new "

@@ -94,7 +94,10 @@ def load_recipe(path: Path | None = None) -> Recipe:
     problems: list[Problem] = []
 
     def bad(key: str, message: str) -> None:
-        problems.append(Problem(Location(str(path), lines.get(key, 1)), key, message))
+        probe = key  # a missing key is reported at the nearest enclosing key that is there
+        while probe not in lines and "." in probe:
+            probe = probe.rsplit(".", 1)[0]
+        problems.append(Problem(Location(str(path), lines.get(probe, 1)), key, message))
 
     if not isinstance(data, dict) or data.get("recipe") != 1:
         bad("recipe", "not a kubeha bundle recipe (needs `recipe: 1`)")
