@@ -83,6 +83,10 @@ def _runtime(name: str, address: str, images: Path | None, topo: lab.Topology) -
     """The runtime to start the static pods with (containerd checks its images first)."""
     if name == "host":
         return lab.HostRuntime()
+    if not Path(address).is_socket():
+        raise lab.LabError(f"cannot reach containerd at {address}: no socket there. Start containerd "
+                           "(systemctl start containerd, or run `containerd` as root), or point --address at "
+                           "its socket; --runtime host uses this machine's keepalived and haproxy instead")
     runtime = lab.ContainerdRuntime(address)
     if images:
         runtime.import_images(images)
