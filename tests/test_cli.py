@@ -90,10 +90,10 @@ def test_check_json() -> None:
 def test_seed_pattern_interface_warns(tmp_path: Path) -> None:
     code, _, stderr = run("check", str(EXAMPLES / "seed-hosts.ini"))
     assert code == 0
-    assert stderr == (f"{EXAMPLES / 'seed-hosts.ini'}:15: warning: [all:vars].kubernetes_version: accepted but "
+    assert stderr == (f"{EXAMPLES / 'seed-hosts.ini'}:15: warning: [all:vars].k8s_version: accepted but "
                       "unused: kubeha does not install Kubernetes (pick the version in your kubeadm or distribution "
                       "tooling)\n"
-                      f"{EXAMPLES / 'seed-hosts.ini'}:16: warning: [all:vars].interface: 'eth.*' is a pattern; "
+                      f"{EXAMPLES / 'seed-hosts.ini'}:16: warning: [all:vars].ip_interface: 'eth.*' is a pattern; "
                       "using 'eth0' (set interface=NAME per host or a plain name here to choose)\n")
 
 
@@ -128,14 +128,14 @@ def test_classic_profile_warns_about_flapping(tmp_path: Path) -> None:
 
 def test_gen_exact_stderr_for_two_errors(tmp_path: Path) -> None:
     inv = tmp_path / "bad.ini"
-    inv.write_text("[k8s-master]\n198.18.0.11 name=m1 priority=300\n198.18.0.11 name=m2\n198.18.0.13 name=m3\n"
+    inv.write_text("[k8s-master]\n198.18.0.11 name=m1 priority=300\n198.18.0.12 name=m1\n198.18.0.13 name=m3\n"
                    "[all:vars]\nvip=198.18.0.10\ninterface=eth0\n")
     code, stdout, stderr = run("gen", "userdata", str(inv), "-o", str(tmp_path / "out"))
     assert code == 1
     assert stdout == ""
     assert stderr == (
-        f"{inv}:2: error: [k8s-master][0].priority: 300 is out of range 1-254\n"
-        f"{inv}:3: error: m2: duplicate address 198.18.0.11 (first at line 2)\n"
+        f"{inv}:2: error: 198.18.0.11.priority: 300 is out of range 1-254\n"
+        f"{inv}:3: error: m1: duplicate node name (first at line 2)\n"
         "kubeha: 2 error(s), 0 warning(s); nothing written\n")
     assert not (tmp_path / "out").exists()
 

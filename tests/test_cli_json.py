@@ -65,7 +65,7 @@ def test_check(ws: dict[str, Any]) -> None:
 def test_check_warnings_are_warnings(tmp_path: Path) -> None:
     doc = envelope(["check", str(EXAMPLES / "seed-hosts.ini")], 0)
     assert doc["errors"] == [] and doc["warnings"]
-    assert {"file": str(EXAMPLES / "seed-hosts.ini"), "line": 16, "path": "[all:vars].interface",
+    assert {"file": str(EXAMPLES / "seed-hosts.ini"), "line": 16, "path": "[all:vars].ip_interface",
             "message": "'eth.*' is a pattern; using 'eth0' (set interface=NAME per host or a plain name here to "
                        "choose)"} in doc["warnings"]
 
@@ -85,7 +85,8 @@ def test_gen_userdata(ws: dict[str, Any]) -> None:
 def test_gen_seed_iso(ws: dict[str, Any]) -> None:
     doc = envelope(["gen", "seed-iso", ws["inv"], "-o", str(ws["tmp"] / "isos")], 0)
     assert len(doc["result"]["isos"]) == 5 and isinstance(doc["result"]["isos"][0]["bytes"], int)
-    envelope(["gen", "seed-iso", ws["inv"], "-o", str(ws["tmp"] / "isos2"), "--bundle", ws["inv"]], 1)
+    doc = envelope(["gen", "seed-iso", ws["inv"], "-o", str(ws["tmp"] / "isos2"), "--bundle", ws["inv"]], 2)
+    assert doc["errors"][0]["message"].startswith("--bundle needs --keyring")
 
 
 def test_image_commands(ws: dict[str, Any]) -> None:

@@ -84,8 +84,8 @@ ROWS: list[tuple[str, list[str], int, str]] = [
      "kubeha: error: -o afile/isos: {w}/afile is not a directory; nothing written"),
     ("seed-iso missing inventory", ["gen", "seed-iso", "nope.yaml", "-o", "isos"], 1,
      "kubeha: 1 error(s), 0 warning(s); nothing written"),
-    ("seed-iso bundle not a dir", ["gen", "seed-iso", "cluster.yaml", "-o", "isos", "--bundle", "afile"], 1,
-     "kubeha: 1 error(s), 0 warning(s); nothing written"),
+    ("seed-iso bundle without keyring", ["gen", "seed-iso", "cluster.yaml", "-o", "isos", "--bundle", "afile"], 2,
+     "kubeha: error: --bundle needs --keyring (the bundle is verified before any ISO is written); nothing written"),
     ("pack -o file", pack("-o", "afile"), 1, "kubeha: error: -o afile: is a file, not a directory; nothing written"),
     ("pack -o under a file", pack("-o", "afile/b"), 1,
      "kubeha: error: -o afile/b: {w}/afile is not a directory; nothing written"),
@@ -136,7 +136,6 @@ FIRST_LINES = {
     "check NUL bytes": "nul.ini:1: error: inventory: not a text file (contains NUL bytes)",
     "gen unknown --node": "--node: error: node: no node 'nope' in the inventory; nodes: master1, master2, master3, "
                           "worker1, worker2",
-    "seed-iso bundle not a dir": "afile: error: bundle: not a directory (unpack the bundle tar)",
     "pack recipe not a recipe": "notrecipe.yaml:1: error: recipe: not a kubeha bundle recipe (needs `recipe: 1`)",
     "pack archive lacks an image": "partial.tar: error: images: lacks kubeha.local/haproxy:2.6.12 (named by "
                                    "haproxy_image)",
@@ -199,5 +198,7 @@ def test_ctrl_c_during_bundle_pack(work: Path, gpg_keys: Keys) -> None:  # noqa:
     assert stdout == ""
     after = snapshot(work)
     made = sorted(set(after) - set(before))
-    assert made == ["b"]  # only the (empty) output root; no staging dir, no partial tar
+    # only the (empty) output root and the cluster id bundle pack makes once beside the inventory (issue 9);
+    # no staging dir, no partial tar
+    assert made == ["b", "cluster.yaml.cluster-id"]
     assert list((work / "b").iterdir()) == []

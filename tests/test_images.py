@@ -1,4 +1,4 @@
-"""Unit tests for kubeha.images and ``kubeha image``: archives made here by hand, no engine needed."""
+"""Unit tests for kubeha.bundle.images and ``kubeha image``: archives made here by hand, no engine needed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubeha import images
+from kubeha.bundle import images
+from kubeha.bundle.archive import sha256_file as archive_sha256
 from kubeha.cli.image import app
 
 runner = CliRunner()
@@ -239,7 +240,7 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path: Path) -> None:
 def test_save_result_metadata_document(tmp_path: Path) -> None:
     archive = tmp_path / "images.tar"
     make_archive(archive)
-    result = images.SaveResult(archive, archive.stat().st_size, images.sha256_file(archive),
+    result = images.SaveResult(archive, archive.stat().st_size, archive_sha256(archive),
                                images.inspect_archive(archive), 0.1)
     written = images.write_metadata(result)
     doc = json.loads(written.read_text())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kubeha import images, model
+from kubeha import model
+from kubeha.bundle import images
 from kubeha.errors import InvalidInput
 from kubeha.recipe import default_recipe_path, load_recipe, shipped_recipe, shipped_recipe_path
 from kubeha_test import REPO

@@ -42,9 +42,14 @@ class Loaded:
     warnings: list[Problem]
 
 
-def load_cluster(path: Path, *, strict: bool = False) -> Loaded:
-    """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong."""
-    raw = inventory.load(path)
+def load_cluster(path: Path, *, strict: bool = False, masters_group: str | None = None,
+                 workers_group: str | None = None) -> Loaded:
+    """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong.
+
+    ``masters_group``/``workers_group`` override the groups an Ansible inventory's masters and workers are
+    read from (``-`` as the path reads ``ansible-inventory --list`` JSON from stdin).
+    """
+    raw = inventory.load(path, masters_group=masters_group, workers_group=workers_group)
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:63] or "kubernetes"
     cluster, problems = build_cluster(raw, default_name)
     if cluster is not None:
@@ -63,6 +68,9 @@ def secret_path(inventory_path: Path) -> Path:
 
 def read_secret(inventory_path: Path, *, create: bool) -> str | None:
     """The cluster's VRRP PASS secret, generated once (8 chars, 0600) when ``create`` and missing."""
+    if str(inventory_path) == inventory.STDIN:
+        raise InvalidInput([Problem(Location("<stdin>"), "secret", "a VRRPv2 cluster's generated secret is kept "
+                                    "beside the inventory: save the JSON to a file and give its path instead of -")])
     path = secret_path(inventory_path)
     loc = Location(str(path), 1)
     try:
@@ -97,9 +105,10 @@ def check_bundle_source(source: str) -> None:
 
 
 def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | None = None,
-                    create_secret: bool = True) -> tuple[Loaded, list[NodeDocument]]:
+                    create_secret: bool = True, masters_group: str | None = None,
+                    workers_group: str | None = None) -> tuple[Loaded, list[NodeDocument]]:
     """Validate the inventory and render every node's format-independent document."""
-    loaded = load_cluster(path, strict=strict)
+    loaded = load_cluster(path, strict=strict, masters_group=masters_group, workers_group=workers_group)
     secret = read_secret(path, create=create_secret) if needs_secret(loaded.cluster) else None
     if bundle is not None:
         check_bundle_source(bundle.source)

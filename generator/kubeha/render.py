@@ -39,6 +39,12 @@ class BundleRef:
     public_key: str  # ASCII-armored OpenPGP public key that signed SHA256SUMS
     source: str = "cidata"  # "cidata", a local path, or an http(s) URL
     runtime: str = "containerd"  # or "docker"
+    # The trust anchor (issue 9): the node accepts only a signature whose primary key is one of these
+    # fingerprints, a bundle of this cluster id, with a serial at least min_serial, downloads up to max_bytes.
+    fingerprints: tuple[str, ...] = ()
+    cluster_id: str = ""
+    min_serial: int = 0
+    max_bytes: int = 0
 
 
 def templates_dir() -> Path:
@@ -99,7 +105,9 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
 
 
 def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
-    env = {"node": node, "source": bundle.source, "runtime": bundle.runtime, "key": BUNDLE_KEY}
+    env = {"node": node, "source": bundle.source, "runtime": bundle.runtime, "key": BUNDLE_KEY,
+           "fingerprints": " ".join(bundle.fingerprints), "cluster_id": bundle.cluster_id,
+           "min_serial": bundle.min_serial, "max_bytes": bundle.max_bytes}
     return [
         RenderedFile(INSTALL_SCRIPT, render_template(INSTALL_SCRIPT, {}), 0o755),
         RenderedFile(INSTALL_ENV, render_template(INSTALL_ENV, env), 0o644),

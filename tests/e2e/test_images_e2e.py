@@ -22,7 +22,7 @@ import pytest
 
 from e2e.daemons import Daemon, ctr, short_workdir, start_dockerd, stop_and_remove
 from fixtures.images import ImagesBuild, kubeha_cli
-from kubeha import images
+from kubeha.bundle import images
 
 pytestmark = pytest.mark.e2e
 

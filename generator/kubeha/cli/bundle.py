@@ -1,7 +1,8 @@
 """``kubeha bundle pack|verify``: thin Typer commands over :mod:`kubeha.bundle` (mounted by kubeha.cli).
 
 Exit codes: 0 ok, 1 invalid input or failure, 2 usage, 3 checksum/structure problem (mismatch, missing or
-extra file, unsafe tar member), 4 signature problem (missing, bad, unknown key, unsigned).
+extra file, unsafe or truncated tar), 4 signature or trust problem (missing, bad, unknown, expired or revoked
+key, unusable signing key at pack time, another cluster's bundle, a serial below --min-serial).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
+from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
+from kubeha.bundle.pack import pack_inventory
+from kubeha.bundle.signing import Signer
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Cluster
 from kubeha.recipe import Recipe, load_recipe
-from kubeha.signing import Signer
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
@@ -39,7 +41,7 @@ class Runtime(StrEnum):
 
 def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
     """The archive must hold every image of the recipe and every image the static pods run (InvalidInput)."""
-    from kubeha.images import inspect_archive  # noqa: PLC0415
+    from kubeha.bundle.archive import inspect_archive  # noqa: PLC0415
 
     refs = {ref for info in inspect_archive(images) for ref in info.refs}
     wanted = {r: f"recipe {recipe.path}" for r in recipe.refs}
@@ -81,9 +83,12 @@ def pack(
                                                    "(default $GNUPGHOME or ~/.gnupg).")] = None,
     bundle_source: Annotated[str, typer.Option("--bundle-source", help="Where nodes find the bundle: cidata, "
                                                "an absolute path or an http(s) URL.")] = "cidata",
-    runtime: Annotated[Runtime, typer.Option("--runtime", help="Container runtime on the nodes.")] = Runtime.containerd,
+    runtime: Annotated[Runtime, typer.Option("--runtime", help="Container runtime on the nodes.")
+                       ] = Runtime.containerd,
     images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
+    serial: Annotated[int | None, typer.Option("--serial", help="Bundle serial (default: one more than the last "
+                                               "packed for this inventory; never lower).")] = None,
     recipe: Annotated[Path | None, typer.Option("--recipe", dir_okay=False, help="Bundle recipe the archive "
                                                 "must match (default: ./bundles/default.yaml, else the one "
                                                 "shipped with kubeha).")] = None,
@@ -91,38 +96,39 @@ def pack(
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
-    The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
+    The bundle carries the cluster id (INVENTORY.cluster-id, made once) and a serial (the last one is kept in
+    INVENTORY.bundle-serial); the nodes' user-data carries the key fingerprint, the cluster id, the serial
+    as the lowest one they accept, and the download size bound. The passphrase of a protected key is read
+    from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
     with session("bundle pack", as_json=as_json, writes=True) as s:
         check_output_dir(output)
-        _pack(s, inventory, images, images_json, output, _signer(sign_key, gnupghome), bundle_source,
-              runtime.value, name, load_recipe(recipe))
+        signer = _signer(sign_key, gnupghome)
+        _check_inputs(s, inventory, images, load_recipe(recipe))
+        with _progress(not as_json) as phase:
+            result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
+                                    images_json=images_json, name=name, serial=serial, progress=phase)
+        s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
+                    "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
+                    "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
+        s.out(f"packed {result.directory}/ and {result.tarball}: serial {result.serial}, {result.files} "
+              f"signed files, {result.size} bytes, signed by {result.fingerprint}")
 
 
-def _pack(s: Session, inventory: Path, images: Path, images_json: Path | None, output: Path, signer: Signer,
-          bundle_source: str, runtime: str, name: str | None, recipe: Recipe) -> None:
-    """The body of ``bundle pack``: validate everything, then pack and sign."""
-    from kubeha.generate import BundleRef, build_documents, cloud_init_files  # noqa: PLC0415
+def _check_inputs(s: Session, inventory: Path, images: Path, recipe: Recipe) -> None:
+    """Validate the inventory (printing its warnings) and the archive against the recipe before packing."""
+    from kubeha.generate import load_cluster  # noqa: PLC0415
 
-    ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
-    loaded, docs = build_documents(inventory, bundle=ref)
+    loaded = load_cluster(inventory)
     s.warn(loaded.warnings)
     check_archive(images, recipe, loaded.cluster)
-    documents = {d.name: cloud_init_files(d) for d in docs}
-    inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": bundle_source, "runtime": runtime})
-    with _progress(not s.as_json) as phase:
-        result = pack_bundle(output, documents, inputs, signer, phase)
-    s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
-                "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
-                "signer": result.fingerprint, "recipe": str(recipe.path)}
-    s.out(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
-          f"{result.size} bytes, signed by {result.fingerprint}")
 
 
 def _print_report(s: Session, report: VerifyReport) -> None:
     """Human output: one OK line on stdout, or every problem on stderr (and the exit code to end with)."""
     if report.ok:
-        s.out(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
+        s.out(f"OK {report.bundle}: cluster {report.cluster} ({report.cluster_id}) serial {report.serial}, "
+              f"signature by {report.signer}, {report.files} files match")
         return
     lines = [line for error in report.errors for line in error.splitlines()]
     for line in lines:
@@ -137,15 +143,19 @@ def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s), armored or binary.",
                                           dir_okay=False)],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Require this cluster (name or id).")] = None,
+    min_serial: Annotated[int, typer.Option("--min-serial", help="Refuse a bundle with a lower serial.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
 ) -> None:
-    """Verify a bundle offline: signature first (exit 4), then every file's SHA-256 (exit 3).
+    """Verify a bundle offline: signature first (exit 4), then cluster and serial (exit 4), then every sum (exit 3).
 
-    Mismatched, missing and extra files are named. A tar is checked from its headers first: symlinks,
-    hardlinks, devices, absolute paths and '..' are refused (exit 3) before anything is read or extracted.
+    Only a plain tar in kubeha's canonical form is read; links, devices, sparse files, duplicates, unsafe
+    names and members the signed list does not name or sizes it does not give are refused (exit 3) before
+    any large member is read. Mismatched, missing and extra files are named.
     """
     with session("bundle verify", as_json=as_json) as s:
         with _progress(not as_json) as phase:
-            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)))
+            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)),
+                                   Expect(cluster, min_serial))
         s.result = report.to_dict()
         _print_report(s, report)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from kubeha import images
+from kubeha.bundle import images
 from kubeha.cli.common import output_file, parents_made, session
 from kubeha.errors import ExitCode, UsageError
 from kubeha.recipe import Recipe, load_recipe

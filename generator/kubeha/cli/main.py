@@ -118,11 +118,18 @@ class Target(StrEnum):
 
 
 InventoryArg = Annotated[
-    Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
+    Path, typer.Argument(help="Inventory: Ansible INI (the seed's hosts file, kubespray's), Ansible or native "
+                         "YAML (.yaml/.yml), or ansible-inventory --list JSON (.json, or - for stdin).",
                          show_default=False, metavar="INVENTORY", autocompletion=complete_inventory)
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+MastersGroupOpt = Annotated[str | None, typer.Option(
+    "--masters-group", help="Ansible group of the masters (default: masters_group in [all:vars], else k8s-master "
+    "or kube_control_plane).", show_default=False)]
+WorkersGroupOpt = Annotated[str | None, typer.Option(
+    "--workers-group", help="Ansible group of the workers (default: workers_group, else k8s-node or kube_node).",
+    show_default=False)]
 
 
 def run() -> None:
@@ -156,13 +163,14 @@ def main(
 
 
 @app.command()
-def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
     from kubeha.generate import load_cluster  # noqa: PLC0415
 
     with session("check", as_json=as_json) as s:
-        loaded = load_cluster(inventory, strict=strict)
+        loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
         s.warn(loaded.warnings)
         s.result = plan(loaded.cluster)
         if not as_json:
@@ -247,6 +255,8 @@ def gen_userdata(
     force: ForceOpt = False,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    masters_group: MastersGroupOpt = None,
+    workers_group: WorkersGroupOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign).
 
@@ -259,15 +269,15 @@ def gen_userdata(
             raise UsageError("-o -: prints one node's document; give --node NAME (and no --json or --layout http)")
         if not to_stdout:
             check_output_dir(output)
-        _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict)
+        _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict, (masters_group, workers_group))
 
 
 def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target, layout: Layout, key_by: KeyBy,
-         node: str | None, force: bool, strict: bool) -> None:
+         node: str | None, force: bool, strict: bool, groups: tuple[str | None, str | None]) -> None:
     """The body of ``gen userdata``: build, fit to the target, write (or print one node's document)."""
     from kubeha.generate import build_documents, node_outputs, select_node, write_tree  # noqa: PLC0415
 
-    loaded, docs = build_documents(inventory, strict=strict)
+    loaded, docs = build_documents(inventory, strict=strict, masters_group=groups[0], workers_group=groups[1])
     docs = select_node(docs, node)
     outputs = node_outputs(docs, fmt=fmt.value, target=target.value)
     s.warn(loaded.warnings)

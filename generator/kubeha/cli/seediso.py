@@ -1,8 +1,17 @@
-"""``kubeha gen seed-iso``: one NoCloud seed ISO per node (the lead registers :func:`seed_iso` under ``gen``)."""
+"""``kubeha gen seed-iso``: one NoCloud seed ISO per node (the lead registers :func:`seed_iso` under ``gen``).
+
+With ``--bundle`` (the bundle tar or directory) ``--keyring`` is required: the bundle is verified exactly like
+``kubeha bundle verify`` (exit 3 or 4, and another cluster's bundle is refused when the inventory has a cluster
+id beside it) into a private copy before anything is written, and the ISOs are built from that copy. Each ISO
+holds only what its node needs: a master's carries the bundle without the other nodes' documents (the
+node-side check accepts that per-node subset, the signed list says which paths belong to which node); a
+worker's carries no bundle at all, so no master secret and no image ever lands on it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -13,11 +22,11 @@ from rich.progress import Progress
 
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.deliver.seediso import write_seed_iso
-from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.errors import InvalidInput, Location, Problem, UsageError
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
-    """The signed bundle's own per-node documents (they carry its public key and ``KUBEHA_BUNDLE``).
+    """The verified bundle's own per-node documents (they carry its key fingerprint, cluster id and serial).
 
     A packed bundle holds ``nodes/<node>/user-data`` and ``meta-data`` made for it; those, not freshly
     generated ones, must ride on the ISO beside it, or the node would not know which key to trust.
@@ -30,7 +39,7 @@ def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, byte
             found[node] = {name: (node_dir / name).read_bytes() for name in ("user-data", "meta-data")}
         else:
             missing.append(node)
-    if found and missing:
+    if missing:
         problems = [Problem(Location(str(bundle / "nodes" / n)), "bundle", "no user-data/meta-data for this node")
                     for n in missing]
         raise InvalidInput(problems)
@@ -46,45 +55,70 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _only_for(node: str) -> Callable[[str], bool]:
+    """A master's subset of the bundle: everything but the other nodes' documents."""
+    return lambda rel: not rel.startswith("nodes/") or rel == f"nodes/{node}" or rel.startswith(f"nodes/{node}/")
+
+
+def _verified_copy(inventory: Path, bundle: Path, keyring: Path, dest: Path) -> Path:
+    """Verify ``bundle`` into ``dest`` (exit 3/4 on failure); return the verified bundle directory."""
+    from kubeha.bundle import Expect, stage_verified  # noqa: PLC0415
+    from kubeha.bundle.identity import ID_SUFFIX, cluster_id  # noqa: PLC0415
+
+    has_id = inventory.with_name(inventory.name + ID_SUFFIX).exists()
+    expect = Expect(cluster=cluster_id(inventory, create=False) if has_id else None)
+    stage_verified(bundle, keyring, dest / "bundle", expect)
+    return dest / "bundle"
+
+
 def write_seed_isos(
     inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
-    session: Session | None = None,
+    keyring: Path | None = None, session: Session | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
-    With a bundle directory, each ISO also carries the bundle under ``/kubeha-bundle/``, and the node's
-    user-data and meta-data come from the bundle's ``nodes/<node>/`` when it has them. ``done(node)`` is
-    called after each ISO (for a progress bar).
+    With a bundle (tar or directory) and its trusted ``keyring``, the bundle is verified into a private copy
+    first; masters' ISOs carry their subset of that copy under ``/kubeha-bundle/`` and the documents from its
+    ``nodes/<node>/``; workers' ISOs carry their documents only. ``done(node)`` is called after each ISO.
 
     Returns:
         One record per node: node, path, size in bytes and SHA-256 of the ISO, sorted by node.
     """
-    from kubeha.generate import build_documents, cloud_init_files  # the generator imports the rendering stack
+    from kubeha.generate import generate_documents, load_cluster  # noqa: PLC0415 - the whole rendering stack
 
-    if bundle is not None and not bundle.is_dir():
-        raise InvalidInput([Problem(Location(str(bundle)), "bundle", "not a directory (unpack the bundle tar)")])
-    loaded, node_docs = build_documents(inventory)  # validates everything before anything is written
+    if bundle is not None and keyring is None:
+        raise InvalidInput([Problem(Location("--keyring"), "keyring", "required with --bundle: the bundle is "
+                                    "verified before anything is written")])
+    documents = generate_documents(inventory)  # validates everything before anything is written
+    loaded = load_cluster(inventory)
     if session is not None:
         session.warn(loaded.warnings)
-    documents = {d.name: cloud_init_files(d) for d in node_docs}
-    if bundle is not None:
-        for node, docs in bundle_documents(bundle, sorted(documents)).items():
-            documents[node] = {**documents[node], **docs}
-    written: list[dict[str, object]] = []
-    for node in sorted(documents):
-        docs = documents[node]
-        path = output / f"{node}.iso"
-        write_seed_iso(
-            path,
-            user_data=docs["user-data"],
-            meta_data=docs["meta-data"],
-            network_config=docs.get("network-config"),
-            bundle_dir=bundle,
-        )
-        written.append({"node": node, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-        if done is not None:
-            done(node)
+    masters = {m.name for m in loaded.cluster.masters}
+    with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
+        verified = _verified_copy(inventory, bundle, keyring, Path(tmp)) if bundle and keyring else None
+        if verified is not None:
+            for node, docs in bundle_documents(verified, sorted(documents)).items():
+                documents[node] = {**documents[node], **docs}
+        written: list[dict[str, object]] = []
+        for node in sorted(documents):
+            docs = documents[node]
+            path = output / f"{node}.iso"
+            write_seed_iso(path, user_data=docs["user-data"], meta_data=docs["meta-data"],
+                           network_config=docs.get("network-config"),
+                           bundle_dir=verified if node in masters else None, include=_only_for(node))
+            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path)})
+            if done is not None:
+                done(node)
     return written
+
+
+def _private_parent(output: Path) -> Path:
+    """An existing directory near ``output`` for the verified copy (same filesystem, nothing in ``output``)."""
+    parent = output.resolve().parent
+    while not parent.is_dir():
+        parent = parent.parent
+    return parent
 
 
 def seed_iso(
@@ -92,18 +126,25 @@ def seed_iso(
                                               autocompletion=complete_inventory)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for <node>.iso files.")],
     bundle: Annotated[
-        Path | None, typer.Option("--bundle", help="Bundle directory to put on each ISO under /kubeha-bundle/.")
+        Path | None, typer.Option("--bundle", help="Bundle tar or directory: verified, then each master's part "
+                                  "goes on its ISO under /kubeha-bundle/.")
+    ] = None,
+    keyring: Annotated[
+        Path | None, typer.Option("--keyring", help="Trusted public key(s) for --bundle (required with it).",
+                                  dir_okay=False)
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
                            ] = False,
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
     with session("gen seed-iso", as_json=json_output, writes=True) as s:
+        if bundle is not None and keyring is None:
+            raise UsageError("--bundle needs --keyring (the bundle is verified before any ISO is written)")
         check_output_dir(output)
         console = Console(stderr=True)
         with Progress(transient=True, console=console, disable=json_output or not console.is_terminal) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), s)
+            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), keyring, s)
         s.result = {"output": str(output), "isos": written}
         for record in written:
             s.out(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")
