@@ -141,3 +141,22 @@ def test_a_rejected_secret_is_never_echoed(tmp_path: Path, secret: str) -> None:
     assert code == 1
     assert f"{inv}:4: error: cluster.auth_pass: " in stderr
     assert secret.strip() not in stderr + stdout and repr(secret) not in stderr
+
+
+def test_json_warns_only_about_likely_typos(tmp_path: Path) -> None:
+    listing = _listing()
+    listing["_meta"]["hostvars"]["cp1"].update({"netbox_site": "dc1", "prioirty": 5})  # type: ignore[index]
+    inv = tmp_path / "inv.json"
+    inv.write_text(json.dumps(listing))
+    code, _, stderr = run("check", str(inv))
+    assert code == 0
+    assert "netbox_site" not in stderr
+    assert f"{inv}: warning: $._meta.hostvars[\"cp1\"].prioirty: unknown variable; did you mean 'priority'?" in stderr
+
+
+def test_gen_userdata_from_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["gen", "userdata", "-", "-o", str(out)], input=json.dumps(_listing()))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cp1", "cp2"]
+    assert (out / "cp1" / "user-data").read_bytes().startswith(b"#cloud-config")

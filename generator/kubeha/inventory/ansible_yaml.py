@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from kubeha.inventory.patterns import PatternError, expand, split_port
-from kubeha.inventory.raw import Value
+from kubeha.inventory.raw import Value, suggest
 from kubeha.inventory.tree import Tree
 from kubeha.inventory.yamlnodes import NULL_TAG, STR_TAG, construct, pairs
 from kubeha.inventory.yamlnodes import loc as node_loc
@@ -45,7 +45,8 @@ def _group(name: str, node: yaml.Node, tree: Tree) -> str | None:
     for key in sections:
         if key not in SECTIONS:
             tree.error(node_loc(tree, sections[key]), f"{name}.{key}",
-                       "only hosts, children and vars belong in a group (Ansible skips this key)")
+                       "only hosts, children and vars belong in a group (Ansible skips this key)"
+                       + suggest(key, SECTIONS))
     for key in SECTIONS:  # Ansible's order: vars, children, hosts
         sub = sections.get(key)
         if sub is None or _is_null(sub):

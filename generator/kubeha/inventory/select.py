@@ -40,10 +40,10 @@ def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | No
         return inv
     _unknown_keys(tree, inv)
     mg, wg = _group_names(tree, inv, masters_group, workers_group)
-    _unknown_groups(tree, inv, mg, wg)
     if mg is None:
+        _unknown_groups(tree, inv, mg, wg, set())
         inv.masters_reported = True
-        inv.cluster = _cluster(inv, tree, [])
+        inv.cluster = _cluster(inv, tree, {})
         return inv
     masters = tree.members(mg)
     workers = [h for h in tree.members(wg) if h not in masters] if wg else []
@@ -51,17 +51,19 @@ def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | No
         inv.problems.append(Problem(tree.groups[mg].location, f"[{mg}]",
                                     f"the masters group {mg!r} has no hosts (directly or through :children)"))
         inv.masters_reported = True
+    merged = {name: tree.host_vars(name) for name in [*masters, *workers]}
+    _unknown_groups(tree, inv, mg, wg, set(merged))
     for group, names, out in ((mg, masters, inv.masters), (wg or "", workers, inv.workers)):
         for i, name in enumerate(names):
-            out.append(_raw_host(tree, inv, name, group, i))
-    inv.cluster = _cluster(inv, tree, [*masters, *workers])
+            out.append(_raw_host(tree, inv, name, group, i, merged[name]))
+    inv.cluster = _cluster(inv, tree, merged)
     return inv
 
 
 def _setting(tree: Tree, key: str) -> Value | None:
     """``masters_group``/``workers_group`` from ``all``'s vars, or agreed by every host (merged JSON)."""
     val = tree.groups["all"].vars.get(key)
-    if val is not None or not tree.hosts:
+    if val is not None or not tree.hosts or tree.format != "json":
         return val
     found = [tree.host_vars(h).get(key) for h in tree.hosts]
     if found[0] is not None and all(f is not None and f.value == found[0].value for f in found):
@@ -116,10 +118,11 @@ def suggest_group(groups: Iterable[str], wanted: Iterable[str]) -> str:
     return ""
 
 
-def _unknown_groups(tree: Tree, inv: RawInventory, mg: str | None, wg: str | None) -> None:
+def _unknown_groups(tree: Tree, inv: RawInventory, mg: str | None, wg: str | None, cluster: set[str]) -> None:
+    """Warn about groups that hold no cluster host and are not known structure: often a typo'd group name."""
     known = {*FAMILIES, *FAMILIES.values(), *STRUCTURE_GROUPS, mg, wg}
     for name, grp in tree.groups.items():
-        if name not in known:
+        if name not in known and not cluster.intersection(tree.members(name)):
             inv.problems.append(Problem(grp.location, f"[{name}]", f"not a group kubeha reads (masters: {mg}, "
                                         f"workers: {wg})" + suggest(name, {*FAMILIES, *FAMILIES.values()}),
                                         "warning"))
@@ -134,8 +137,9 @@ def _unknown_keys(tree: Tree, inv: RawInventory) -> None:
             if key in known or key.startswith("ansible_") or (val.location, key) in seen:
                 continue
             seen.add((val.location, key))
-            inv.problems.append(Problem(val.location, val.where or key, "unknown variable"
-                                        + suggest(key, known), "warning"))
+            hint = suggest(key, known)
+            if hint or tree.format != "json":  # a dynamic inventory's own variables are not the user's typos
+                inv.problems.append(Problem(val.location, val.where or key, "unknown variable" + hint, "warning"))
 
 
 def _is_ip(text: str) -> bool:
@@ -146,9 +150,9 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int) -> RawHost:
+def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int,
+              merged: dict[str, Value]) -> RawHost:
     host = tree.hosts[name]
-    merged = tree.host_vars(name)
     hvars: dict[str, Value] = {}
     spelled: dict[str, str] = {}
     for key in PREFERRED:  # kubeha's own spelling wins over the seed's/kubespray's (ip_interface, ip)
@@ -176,9 +180,9 @@ def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int) 
     return RawHost(hvars, host.location, group, index, path, no_address)
 
 
-def _cluster(inv: RawInventory, tree: Tree, hosts: list[str]) -> dict[str, Value]:
+def _cluster(inv: RawInventory, tree: Tree, merged_vars: dict[str, dict[str, Value]]) -> dict[str, Value]:
     """Cluster keys from the hosts' merged variables (they must agree), or from ``all`` with no hosts."""
-    scopes = [(h, tree.host_vars(h)) for h in hosts] or [("all", tree.groups["all"].vars)]
+    scopes = list(merged_vars.items()) or [("all", tree.groups["all"].vars)]
     out: dict[str, Value] = {}
     source: dict[str, str] = {}
     for host, merged in scopes:

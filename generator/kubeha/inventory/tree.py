@@ -53,6 +53,7 @@ class Tree:
     problems: list[Problem] = field(default_factory=list)
     unreadable: bool = False
     _depth: dict[str, int] = field(default_factory=dict)
+    _order: dict[tuple[str, ...], list[str]] = field(default_factory=dict)  # host_groups by direct groups
 
     def __post_init__(self) -> None:
         """Ansible's two implicit groups exist from the start."""
@@ -118,7 +119,7 @@ class Tree:
                 ungrouped.hosts.remove(name)
             elif not others and "ungrouped" not in host.groups:
                 self.add_host(name, "ungrouped", host.location)
-        self._depth = {}
+        self._depth, self._order = {}, {}
 
     def descendants(self, name: str) -> list[str]:
         """``name``'s child groups, breadth first in declaration order, each once."""
@@ -158,12 +159,14 @@ class Tree:
 
     def host_groups(self, host: str) -> list[str]:
         """Every group ``host`` is in (directly or through children), in Ansible's precedence order."""
-        groups: set[str] = set()
-        for grp in self.hosts[host].groups:
-            groups |= {grp, *self.ancestors(grp)}
-        groups.discard("all")
-        ordered = sorted(groups, key=lambda g: (self.depth(g), self.groups[g].priority, g))
-        return ["all", *ordered]
+        direct = tuple(self.hosts[host].groups)
+        if direct not in self._order:  # 10,000 hosts in 40 racks share 40 orders
+            groups: set[str] = set()
+            for grp in direct:
+                groups |= {grp, *self.ancestors(grp)}
+            groups.discard("all")
+            self._order[direct] = ["all", *sorted(groups, key=lambda g: (self.depth(g), self.groups[g].priority, g))]
+        return self._order[direct]
 
     def host_vars(self, host: str) -> dict[str, Value]:
         """The host's variables after Ansible's precedence: all, groups by (depth, priority, name), host."""
