@@ -216,3 +216,20 @@ def test_inventory_shaped_input_never_crashes(tmp_path: Path, lines: list[str]) 
     assert "Traceback" not in stderr
     if code == 1:
         assert stderr.rstrip().endswith("nothing written")
+
+
+def test_target_choices_are_the_targets() -> None:
+    from kubeha.cli.main import Target
+    from kubeha.deliver.targets import TARGETS
+
+    assert [t.value for t in Target] == list(TARGETS)
+
+
+def test_python_dash_m_kubeha() -> None:
+    import subprocess
+    import sys
+
+    from kubeha import __version__
+
+    run = subprocess.run([sys.executable, "-m", "kubeha", "--version"], capture_output=True, text=True, check=True)
+    assert run.stdout == f"kubeha {__version__}\n"

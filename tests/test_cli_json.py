@@ -75,6 +75,11 @@ def test_gen_userdata(ws: dict[str, Any]) -> None:
     doc = envelope(["gen", "userdata", ws["inv"], "-o", str(out)], 0)
     assert [n["node"] for n in doc["result"]["nodes"]] == ["master1", "master2", "master3", "worker1", "worker2"]
     assert doc["result"]["nodes"][0]["bytes"]["user-data"] == (out / "master1" / "user-data").stat().st_size
+    size = (out / "master1" / "user-data").stat().st_size
+    assert doc["result"]["nodes"][0]["user_data"] == {"target": "nocloud", "bytes": size, "encoding": "plain",
+                                                      "budget": None}
+    doc = envelope(["gen", "userdata", ws["inv"], "-o", str(ws["tmp"] / "aws"), "--target", "aws"], 0)
+    assert doc["result"]["nodes"][0]["user_data"]["budget"] == 16384
     (out / "mine.txt").write_text("x")
     (ws["tmp"] / "other").mkdir()
     (ws["tmp"] / "other" / "x").write_text("x")

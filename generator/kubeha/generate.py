@@ -15,7 +15,7 @@ import shutil
 import string
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubeha import __version__, inventory
@@ -136,6 +136,7 @@ class NodeOutput:
 
     files: dict[str, bytes]
     summary: str
+    fit: dict[str, str | int | None] = field(default_factory=dict)  # the summary as data, for --json
 
 
 def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
@@ -165,6 +166,8 @@ def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
             _with_network(d, {"user-data": fitted[d.name].data,
                               "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()}),
             _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
+            {"target": target, "bytes": fitted[d.name].size, "encoding": fitted[d.name].encoding,
+             "budget": fitted[d.name].budget},
         )
         for d in docs
     }

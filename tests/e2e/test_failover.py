@@ -202,7 +202,7 @@ def test_drill_cli_on_the_seed_inventory_remapped(no_leftovers: None) -> None:
     result = CliRunner().invoke(app, [str(SEED), "--runtime", "host", "--remap", "--scenarios",
                                       "kill-haproxy", "--json"])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["result"]
     assert set(doc["remapped"].values()) <= {f"198.18.0.{i}" for i in range(10, 20)}
     (only,) = doc["results"]
     assert only["scenario"] == "kill-haproxy" and only["problems"] == []

@@ -297,8 +297,8 @@ def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target,
     for gone in removed:
         s.note(f"removed {output / gone}/ (no longer in the inventory)")
     rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]),
-             "bytes": {k: len(v) for k, v in files[d.name].items()}, "summary": outputs[d.name].summary}
+             "bytes": {k: len(v) for k, v in files[d.name].items()}, "user_data": outputs[d.name].fit or None}
             for d in docs]
     s.result = {"cluster": loaded.cluster.name, "output": str(output), "nodes": rows, "removed": removed}
-    for row in rows:
-        s.out(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
+    for d in docs:
+        s.out(f"{d.name:<20} {d.role:<7} {outputs[d.name].summary}  -> {output / dirs[d.name]}/")
