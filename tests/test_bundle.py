@@ -473,7 +473,7 @@ def test_cli_pack_from_inventory(
                                      "'containerd', 'docker'.\n"),
         (["--sign-key", "nobody@kubeha.invalid"], 1, "kubeha: error: no secret key matching 'nobody@kubeha.invalid' in "),
         (["--gnupghome", "/nonexistent"], 1, "kubeha: error: GnuPG home /nonexistent does not exist; nothing written\n"),
-        (["--bundle-source", "relative/path"], 1, "is not cidata, an absolute path or an http(s) URL\n"),
+        (["--bundle-source", "relative/path"], 1, "is not cidata, label:LABEL, an absolute path or an http(s) URL\n"),
     ],
 )
 def test_cli_pack_bad_input(
@@ -516,7 +516,7 @@ def test_install_script_is_static_and_lints(tmp_path: Path) -> None:
 def test_install_unit_verifies(tmp_path: Path) -> None:
     from kubeha.render import render_template
 
-    unit = render_template("/etc/systemd/system/kubeha-install.service", {})
+    unit = render_template("/etc/systemd/system/kubeha-install.service", {"script": "/usr/local/sbin/kubeha-install"})
     assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
     assert "After=" in unit and "containerd.service" in unit and "Before=kubelet.service" in unit
     script = tmp_path / "kubeha-install"

@@ -78,8 +78,9 @@ def test_gen_userdata(ws: dict[str, Any]) -> None:
     size = (out / "master1" / "user-data").stat().st_size
     assert doc["result"]["nodes"][0]["user_data"] == {"target": "nocloud", "bytes": size, "encoding": "plain",
                                                       "budget": None}
-    doc = envelope(["gen", "userdata", ws["inv"], "-o", str(ws["tmp"] / "aws"), "--target", "aws"], 0)
-    assert doc["result"]["nodes"][0]["user_data"]["budget"] == 16384
+    doc = envelope(["gen", "userdata", ws["inv"], "-o", str(ws["tmp"] / "os"), "--target", "openstack"], 0)
+    assert doc["result"]["nodes"][0]["user_data"]["budget"] == 65535
+    assert doc["result"]["hints"] and isinstance(doc["result"]["hints"][0], str)
     (out / "mine.txt").write_text("x")
     (ws["tmp"] / "other").mkdir()
     (ws["tmp"] / "other" / "x").write_text("x")
@@ -116,6 +117,12 @@ def test_bundle_pack_and_verify(ws: dict[str, Any]) -> None:
     doc = envelope(["bundle", "verify", str(out / "demo.tar"), "--keyring", str(keys.other.public)], 4)
     assert doc["errors"] and doc["result"]["ok"] is False
     envelope([*ws["pack"], "-o", str(out), "--gnupghome", str(ws["tmp"] / "nohome")], 1)
+    tree = ws["tmp"] / "tree"
+    doc = envelope(["gen", "http-tree", ws["inv"], "--bundle", str(out / "demo.tar"), "--keyring",
+                    str(keys.trusted.public), "-o", str(tree)], 0)
+    assert doc["result"]["nodes"]["master1"] == str(tree / "master1")
+    envelope(["gen", "http-tree", ws["inv"], "--bundle", str(out / "demo.tar"), "--keyring",
+              str(keys.other.public), "-o", str(ws["tmp"] / "tree2")], 4)
 
 
 def test_drill_failure_is_an_envelope(ws: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ def here(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("line", "expected"), [
     ("kubeha ", ["check", "gen", "image", "bundle", "drill"]),
     ("kubeha ge", ["gen"]),
-    ("kubeha gen ", ["userdata", "seed-iso"]),
+    ("kubeha gen ", ["userdata", "seed-iso", "http-tree"]),
     ("kubeha bundle ve", ["verify"]),
     ("kubeha gen userdata cluster.yaml --target a", ["aws", "azure"]),
     ("kubeha gen userdata cluster.yaml --format ", ["cloud-init", "ignition"]),

@@ -59,6 +59,8 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
         "weight": cluster.weight,
         "lb_port": cluster.lb_port,
         "health_port": cluster.health_port,
+        # external load balancers probe the monitor over the network; keepalived's check asks it locally
+        "health_bind": "*" if cluster.vip_mode == "external" else "127.0.0.1",
         "health_path": cluster.health_path,
         "curl_connect_timeout": _fmt_seconds(p.curl_connect_timeout),
         "curl_max_time": _fmt_seconds(p.curl_max_time),
@@ -80,7 +82,7 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
 
 def needs_secret(cluster: Cluster) -> bool:
     """VRRPv2 carries a PASS secret; VRRPv3 has no authentication (keepalived ignores it with a warning)."""
-    return cluster.profile.vrrp_version == 2 and cluster.auth_pass is None
+    return cluster.vip_mode == "vrrp" and cluster.profile.vrrp_version == 2 and cluster.auth_pass is None
 
 
 def plan(cluster: Cluster) -> dict[str, Any]:

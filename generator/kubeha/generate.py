@@ -14,24 +14,28 @@ import secrets
 import shutil
 import string
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from kubeha import __version__, inventory
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, OutputError, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
-from kubeha.render import BundleRef, render_cluster
+from kubeha.render import IGNITION_INSTALL_SCRIPT, BundleRef, render_cluster
 
-__all__ = ["BundleRef", "Loaded", "TreeReport", "build_documents", "generate_documents", "load_cluster", "write_tree"]
+__all__ = ["BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", "generate_documents", "load_cluster",
+           "write_tree"]
 
 SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
+_LABEL = re.compile(r"^label:[A-Za-z0-9_-]{1,16}$")  # ext4 labels hold 16 bytes, ISO volume ids more
 
 
 @dataclass(frozen=True)
@@ -97,11 +101,11 @@ def _create_secret(path: Path) -> str:
 
 
 def check_bundle_source(source: str) -> None:
-    """A bundle source must be ``cidata``, an absolute path, or an http(s) URL (it lands in a shell env file)."""
-    if source == "cidata" or _PATH.match(source) or _URL.match(source):
+    """A bundle source: ``cidata``, ``label:LABEL``, an absolute path or an http(s) URL (it lands in a shell env)."""
+    if source == "cidata" or _LABEL.match(source) or _PATH.match(source) or _URL.match(source):
         return
     raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
-                                f"{source!r} is not cidata, an absolute path or an http(s) URL")])
+                                f"{source!r} is not cidata, label:LABEL, an absolute path or an http(s) URL")])
 
 
 def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | None = None,
@@ -118,7 +122,7 @@ def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | Non
 def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
     """One node's NoCloud files: user-data and meta-data."""
     user_data = cloudinit.to_user_data(doc, encode_files=encode_files).encode()
-    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()})
+    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc).encode()})
 
 
 def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -126,8 +130,13 @@ def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes
     return files if net is None else {**files, "network-config": net.encode()}
 
 
-def _render_user_data(doc: NodeDocument, encode_files: bool) -> str:
-    return cloudinit.to_user_data(doc, encode_files=encode_files)
+def _renderer(parts: list[Any]) -> Callable[[NodeDocument, bool], str]:
+    """``render(doc, encode_files)`` for the target fitter: kubeha's user-data, merged when there are parts."""
+    if not parts:
+        return lambda doc, encode_files: cloudinit.to_user_data(doc, encode_files=encode_files)
+    from kubeha.deliver.merge import merged_user_data  # noqa: PLC0415 - only --merge needs it
+
+    return lambda doc, encode_files: merged_user_data(doc, parts, encode_files=encode_files)
 
 
 @dataclass(frozen=True)
@@ -139,32 +148,64 @@ class NodeOutput:
     fit: dict[str, str | int | None] = field(default_factory=dict)  # the summary as data, for --json
 
 
-def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
-                 target: str = "nocloud") -> dict[str, NodeOutput]:
-    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not)."""
+def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None, target: str) -> dict[str, NodeOutput]:
+    from kubeha.deliver import targets  # noqa: PLC0415
+    from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
+    from kubeha.deliver.ignition_merge import read_ignition_file  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+
+    users = load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_ignition_file) if merge \
+        else {d.name: [] for d in docs}
+    out, problems = {}, []
+    for d in docs:
+        try:
+            files = ignition_files(d, merge=users[d.name])
+            size = targets.fit_ignition(d, target, files["config.ign"])
+        except InvalidInput as exc:
+            problems += exc.problems
+            continue
+        merged = f", {len(users[d.name])} user config(s) merged" if users[d.name] else ""
+        out[d.name] = NodeOutput(files, f"config.ign {size}{merged}")
+    if problems:
+        raise InvalidInput(sorted(set(problems)))
+    return out
+
+
+def _user_parts(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, list[Any]]:
+    if not merge:
+        return {d.name: [] for d in docs}
+    from kubeha.deliver.userparts import load_merges, read_merge_file  # noqa: PLC0415
+
+    return load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_merge_file)
+
+
+def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: str = "nocloud",
+                 merge: MergeSpec | None = None) -> dict[str, NodeOutput]:
+    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not).
+
+    With ``merge``, each node's user-data is kubeha's merged with the user's (see kubeha.deliver.merge);
+    the budget applies to the merged document.
+    """
     from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
-
-        out = {}
-        for d in docs:
-            files = ignition_files(d)
-            out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes")
-        return out
+        return _ignition_outputs(docs, merge, target)
+    parts = _user_parts(docs, merge)
     fitted = {}
     problems = []
     for d in docs:
         try:
-            fitted[d.name] = targets.fit(d, target, _render_user_data)
+            sizes = tuple((f"merged {p.source}", len(p.text.encode()), len(targets.gz_b64(p.text.encode())))
+                          for p in parts[d.name])
+            fitted[d.name] = targets.fit(d, target, _renderer(parts[d.name]), sizes)
         except InvalidInput as exc:
             problems += exc.problems
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(sorted(set(problems)))  # a clash between the user's own files shows once
     return {
         d.name: NodeOutput(
             _with_network(d, {"user-data": fitted[d.name].data,
-                              "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()}),
+                              "meta-data": cloudinit.to_meta_data(d).encode()}),
             _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
             {"target": target, "bytes": fitted[d.name].size, "encoding": fitted[d.name].encoding,
              "budget": fitted[d.name].budget},
@@ -178,15 +219,40 @@ def _budget_line(target: str, size: int, encoding: str, budget: int | None) -> s
     return f"user-data {size:,} B {encoding}, {target} budget {room}"
 
 
-def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
-                       strict: bool = False) -> dict[str, dict[str, bytes]]:
-    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition")."""
-    _, docs = build_documents(path, strict=strict, bundle=bundle)
-    if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415 - only this format needs it
+def delivery_hints(cluster: Cluster, target: str) -> list[str]:
+    """What the target's network must allow (or InvalidInput: a VRRP VIP on a cloud where it cannot move)."""
+    from kubeha.deliver.targets import network_hints  # noqa: PLC0415
 
-        return {d.name: ignition_files(d) for d in docs}
-    return {d.name: cloud_init_files(d) for d in docs}
+    return network_hints(cluster, target)
+
+
+def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
+                       strict: bool = False, target: str = "nocloud",
+                       merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition").
+
+    The user-data is fitted to ``target``'s budget (the default, nocloud, has none) and merged with
+    ``merge``'s documents when given.
+    """
+    if fmt == "ignition" and bundle is not None:
+        bundle = replace(bundle, script=IGNITION_INSTALL_SCRIPT)  # Flatcar's /usr is read-only
+    loaded, docs = build_documents(path, strict=strict, bundle=bundle)
+    delivery_hints(loaded.cluster, target)  # refuses a VRRP VIP where it cannot float
+    return {name: out.files for name, out in node_outputs(docs, fmt=fmt, target=target, merge=merge).items()}
+
+
+def bundle_documents(path: Path, bundle: BundleRef, *, fmt: str = "cloud-init", target: str = "nocloud",
+                     merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Every node's documents for a bundle: user-data + meta-data, and with ``fmt="ignition"`` also config.ign.
+
+    The cloud-init pair is always packed (the bundle layout expects it, and a mixed fleet can use both);
+    ``merge`` applies to the chosen format's documents only (cloud-configs or Ignition configs).
+    """
+    cloud = generate_documents(path, bundle=bundle, target=target, merge=None if fmt == "ignition" else merge)
+    if fmt != "ignition":
+        return cloud
+    ignition = generate_documents(path, fmt="ignition", bundle=bundle, target=target, merge=merge)
+    return {node: {**files, **ignition[node]} for node, files in cloud.items()}
 
 
 def node_names(path: Path) -> list[str]:

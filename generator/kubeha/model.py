@@ -22,6 +22,7 @@ from kubeha.recipe import shipped_recipe
 # The shipped bundle recipe (bundles/default.yaml) is the one place image refs are written.
 DEFAULT_KEEPALIVED_IMAGE = shipped_recipe().image("keepalived").ref
 DEFAULT_HAPROXY_IMAGE = shipped_recipe().image("haproxy").ref
+VIP_MODES = ("vrrp", "external")
 
 _IMAGE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
                     r"(@sha256:[0-9a-f]{64})?")
@@ -56,6 +57,9 @@ class Cluster:
     workers: tuple[Worker, ...] = field(default_factory=tuple)
     gateway: ipaddress.IPv4Address | None = None  # with it, nodes get a static NoCloud network-config
     dns: tuple[ipaddress.IPv4Address, ...] = ()
+    # "vrrp": keepalived floats `vip` between the masters; "external": `vip` is an existing load balancer's
+    # address (clouds where a VRRP address cannot move), and masters run haproxy only.
+    vip_mode: str = "vrrp"
 
     @property
     def endpoint(self) -> str:
@@ -105,6 +109,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
                  "a secret in the inventory is readable by anyone who can read the file; "
                  "leave it out and kubeha keeps a generated one beside the inventory (0600)")
     interface = interface_name(chk, c.get("interface"), f"{where}.interface")
+    vip_mode = chk.choice(c.get("vip_mode"), f"{where}.vip_mode", VIP_MODES) or "vrrp"
 
     if lb_port == api_port:
         loc = c["lb_port"].location if "lb_port" in c else top
@@ -117,7 +122,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
     masters = read_masters(chk, raw, interface)
     workers = read_workers(chk, raw, interface)
     check_unique(chk, raw, masters, workers)
-    vip = _vip(chk, c, where, masters, workers, top)
+    vip = _vip(chk, c, where, masters, workers, top, external=vip_mode == "external")
     gateway, dns = _network(chk, c, where, vip, [*masters, *workers])
     weight = _weight(chk, c.get("weight"), f"{where}.weight", masters)
     if not raw.masters and not raw.masters_reported:
@@ -135,7 +140,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         profile=profile, vrrp_mode=vrrp_mode, health_path=health_path, kubernetes_version=version,
         keepalived_image=images["keepalived_image"], haproxy_image=images["haproxy_image"],
         image_pull_policy=pull or "IfNotPresent", auth_pass=auth_pass,
-        masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns,
+        masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns, vip_mode=vip_mode,
     )
     return cluster, problems
 
@@ -159,7 +164,7 @@ def _defaults_that_bite(chk: Checker, raw: RawInventory, c: dict[str, Value], wh
 
 
 def _vip(chk: Checker, c: dict[str, Value], where: str, masters: list[Master], workers: list[Worker],
-         top: Location) -> ipaddress.IPv4Interface | None:
+         top: Location, *, external: bool = False) -> ipaddress.IPv4Interface | None:
     val = c.get("vip")
     if val is None:
         chk.error(top, f"{where}.vip", "missing: the virtual IP the masters share")
@@ -179,7 +184,7 @@ def _vip(chk: Checker, c: dict[str, Value], where: str, masters: list[Master], w
     for node in nodes:
         if node.address == vip.ip:
             chk.error(val.location, f"{where}.vip", f"{vip.ip} is the address of node {node.name}")
-    for m in masters:
+    for m in [] if external else masters:  # an external load balancer may live in any subnet
         if m.address not in vip.network:
             chk.error(m.location, f"{m.name}.address",
                       f"{m.address} is outside the VIP's subnet {vip.network} (set vip_prefix if wider)")

@@ -31,6 +31,7 @@ IMAGES_TAR = "images/images.tar"
 IMAGES_JSON = "images/images.json"
 IMAGES_INDEX = "images/index.txt"
 NODE_DOCUMENTS = ("meta-data", "user-data")
+OPTIONAL_NODE_DOCUMENTS = ("config.ign",)  # packed with --format ignition, for Flatcar / Fedora CoreOS nodes
 UNSIGNED = frozenset({SUMS, SIGNATURE})
 SMALL_FILES = (SUMS, SIGNATURE, MANIFEST)  # read (bounded) and checked before any other byte is touched
 CHUNK = 1 << 20

@@ -33,6 +33,7 @@ from kubeha.bundle.layout import (
     MANIFEST,
     NAME_RE,
     NODE_DOCUMENTS,
+    OPTIONAL_NODE_DOCUMENTS,
     PUBLIC_KEY,
     SIGNATURE,
     SUMS,
@@ -43,6 +44,7 @@ from kubeha.bundle.layout import (
 )
 from kubeha.bundle.signing import Signer, signature_time
 from kubeha.bundle.tarsafe import copy_into, write_tar
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 
@@ -137,7 +139,7 @@ def _image_entries(inputs: PackInput) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def _manifest(stage: _Staging, inputs: PackInput, name: str, images: list[dict[str, Any]],
-              nodes: list[str], fingerprint: str) -> bytes:
+              nodes: Mapping[str, tuple[str, ...]], fingerprint: str) -> bytes:
     """bundle.json: everything inside, as sorted JSON (the node reads top-level keys line by line)."""
     doc = {
         "format": FORMAT_VERSION,
@@ -147,7 +149,7 @@ def _manifest(stage: _Staging, inputs: PackInput, name: str, images: list[dict[s
         "serial": inputs.serial,
         "kubeha_version": __version__,
         "images": {"archive": IMAGES_TAR, "sha256": stage.sums[IMAGES_TAR], "images": images},
-        "nodes": {n: [f"nodes/{n}/{d}" for d in NODE_DOCUMENTS] for n in nodes},
+        "nodes": {n: [f"nodes/{n}/{d}" for d in docs] for n, docs in nodes.items()},
         "files": [{"path": p, "size": stage.sizes[p], "sha256": stage.sums[p]} for p in sorted(stage.sums)],
         "signing_key": {"path": PUBLIC_KEY, "fingerprint": fingerprint},
         "install": dict(inputs.install),
@@ -202,7 +204,9 @@ def pack_bundle(out: Path, documents: Mapping[str, Mapping[str, bytes]], inputs:
         stage.copy(IMAGES_TAR, inputs.images, phase)
         _stage_small_files(stage, documents, inputs, public_key)
         stage.write(IMAGES_INDEX, index)
-        stage.write(MANIFEST, _manifest(stage, inputs, name, images, sorted(documents), fingerprint))
+        stage.write(MANIFEST, _manifest(stage, inputs, name, images,
+                                                  {n: node_documents(documents[n]) for n in sorted(documents)},
+                                                  fingerprint))
         (root / SUMS).write_bytes(format_sums(stage.sums))
         (root / SIGNATURE).write_bytes(signer.sign_detached(root / SUMS))
         for rel in (SUMS, SIGNATURE):
@@ -241,11 +245,16 @@ def _validate_inputs(name: str, documents: Mapping[str, Mapping[str, bytes]], in
         raise InvalidInput(problems)
 
 
+def node_documents(docs: Mapping[str, bytes]) -> tuple[str, ...]:
+    """The documents of one node that a bundle carries: the cloud-init pair, and config.ign when packed."""
+    return NODE_DOCUMENTS + tuple(d for d in OPTIONAL_NODE_DOCUMENTS if d in docs)
+
+
 def _stage_small_files(stage: _Staging, documents: Mapping[str, Mapping[str, bytes]], inputs: PackInput,
                        public_key: str) -> None:
     """Node documents (0600, in 0700 dirs: they hold secrets), public key and image metadata."""
     for node in sorted(documents):
-        for doc in NODE_DOCUMENTS:
+        for doc in node_documents(documents[node]):
             stage.write(f"nodes/{node}/{doc}", documents[node][doc], 0o600)
         (stage.root / "nodes" / node).chmod(0o700)
     (stage.root / "nodes").chmod(0o700)
@@ -272,17 +281,28 @@ MAX_BYTES_MARGIN = 64 << 20
 """The nodes' download bound is the image archive's size plus this (documents, headers, metadata)."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How the packed node documents are delivered: format, target budget, the user's merged documents."""
+
+    fmt: str = "cloud-init"  # or "ignition": config.ign beside the cloud-init pair
+    target: str = "nocloud"
+    merge: MergeSpec | None = None
+
+
 def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, *, source: str = "cidata",
                    runtime: str = "containerd", images_json: Path | None = None, name: str | None = None,
-                   serial: int | None = None, progress: Callable[[str, int], Advance] | None = None) -> PackResult:
+                   serial: int | None = None, progress: Callable[[str, int], Advance] | None = None,
+                   delivery: Delivery | None = None) -> PackResult:
     """Generate every node's documents with the trust anchor in them, then pack them (``kubeha bundle pack``).
 
     The user-data carries the key's fingerprint, the cluster id (made once beside the inventory), this
     bundle's serial as the lowest the node accepts, and the download size bound. The serial is recorded
-    beside the inventory once the bundle is in place.
+    beside the inventory once the bundle is in place. ``delivery`` (issue 13): the format (config.ign too
+    for Ignition), the target whose budget every node's documents must fit, the user's documents to merge.
     """
     from kubeha.bundle import identity  # noqa: PLC0415
-    from kubeha.generate import BundleRef, build_documents, cloud_init_files  # noqa: PLC0415 - heavy
+    from kubeha.generate import BundleRef, build_documents, bundle_documents  # noqa: PLC0415 - heavy
 
     signer.check_usable(signature_time())
     cid, number = identity.cluster_id(inventory), identity.next_serial(inventory, serial)
@@ -290,7 +310,8 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
     ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
                     fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)
     loaded, docs = build_documents(inventory, bundle=ref)
-    documents = {d.name: cloud_init_files(d) for d in docs}
+    how = delivery or Delivery()
+    documents = bundle_documents(inventory, ref, fmt=how.fmt, target=how.target, merge=how.merge)
     inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": source, "runtime": runtime},
                        cid, number, pod_images(docs))
     result = pack_bundle(output, documents, inputs, signer, progress)

@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
-from kubeha.bundle.pack import pack_inventory
+from kubeha.bundle.pack import Delivery, pack_inventory
 from kubeha.bundle.signing import Signer
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
+from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Cluster
 from kubeha.recipe import Recipe, load_recipe
@@ -30,6 +32,26 @@ app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_hel
                   pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
 
 _err = Console(stderr=True)
+
+
+class PackFormat(StrEnum):
+    """The documents a bundle carries for its nodes."""
+
+    cloud_init = "cloud-init"
+    ignition = "ignition"
+
+
+class PackTarget(StrEnum):
+    """Where the nodes' user-data goes (kubeha.deliver.targets.TARGETS, as gen userdata --target)."""
+
+    nocloud = "nocloud"
+    aws = "aws"
+    azure = "azure"
+    openstack = "openstack"
+    gce = "gce"
+    vsphere = "vsphere"
+    proxmox = "proxmox"
+    generic = "generic"
 
 
 class Runtime(StrEnum):
@@ -93,6 +115,14 @@ def pack(
                                                 "must match (default: ./bundles/default.yaml, else the one "
                                                 "shipped with kubeha).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
+    target: Annotated[PackTarget, typer.Option("--target", help="Fit every node's user-data to this target's "
+                                               "budget (as gen userdata --target does), or refuse with per-file "
+                                               "sizes.")] = PackTarget.nocloud,
+    fmt: Annotated[PackFormat, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
+                                            "for Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
+                                            "Ignition configs).")] = PackFormat.cloud_init,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -107,7 +137,9 @@ def pack(
         _check_inputs(s, inventory, images, load_recipe(recipe))
         with _progress(not as_json) as phase:
             result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
-                                    images_json=images_json, name=name, serial=serial, progress=phase)
+                                    images_json=images_json, name=name, serial=serial, progress=phase,
+                                    delivery=Delivery(fmt.value, target.value,
+                                                      MergeSpec(tuple(merge or ()), merge_dir)))
         s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                     "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
                     "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}

@@ -25,6 +25,7 @@ from kubeha.cli.common import (
     quiet_stdout,
     session,
 )
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.errors import ExitCode
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
@@ -37,6 +38,7 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "gen": {
         "seed-iso": ("kubeha.cli.seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+        "http-tree": ("kubeha.cli.httptree", "http_tree", "A verified bundle's node documents as an HTTP tree."),
     },
 }
 
@@ -164,17 +166,23 @@ def main(
 
 @app.command()
 def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
-          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None) -> None:
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None,
+          target: Annotated[Target | None, typer.Option(
+              "--target", help="Also check the inventory against a target and print what its network must "
+              "allow (refused: a VRRP VIP on aws, azure, gce).")] = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
-    from kubeha.generate import load_cluster  # noqa: PLC0415
+    from kubeha.generate import delivery_hints, load_cluster  # noqa: PLC0415
 
     with session("check", as_json=as_json) as s:
         loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
+        hints = delivery_hints(loaded.cluster, target.value) if target else []
         s.warn(loaded.warnings)
-        s.result = plan(loaded.cluster)
+        s.result = {**plan(loaded.cluster), "hints": hints} if target else plan(loaded.cluster)
         if not as_json:
             _print_plan(s.result)
+            for hint in hints:
+                print(f"note: {hint}")
 
 
 def _print_plan(result: dict[str, Any]) -> None:
@@ -257,6 +265,8 @@ def gen_userdata(
     as_json: JsonOpt = False,
     masters_group: MastersGroupOpt = None,
     workers_group: WorkersGroupOpt = None,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign).
 
@@ -269,17 +279,27 @@ def gen_userdata(
             raise UsageError("-o -: prints one node's document; give --node NAME (and no --json or --layout http)")
         if not to_stdout:
             check_output_dir(output)
-        _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict, (masters_group, workers_group))
+        _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict, (masters_group, workers_group),
+             (tuple(merge or ()), merge_dir))
 
 
 def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target, layout: Layout, key_by: KeyBy,
-         node: str | None, force: bool, strict: bool, groups: tuple[str | None, str | None]) -> None:
+         node: str | None, force: bool, strict: bool, groups: tuple[str | None, str | None],
+         merge: tuple[tuple[Path, ...], Path | None]) -> None:
     """The body of ``gen userdata``: build, fit to the target, write (or print one node's document)."""
-    from kubeha.generate import build_documents, node_outputs, select_node, write_tree  # noqa: PLC0415
+    from kubeha.generate import (  # noqa: PLC0415
+        MergeSpec,
+        build_documents,
+        delivery_hints,
+        node_outputs,
+        select_node,
+        write_tree,
+    )
 
     loaded, docs = build_documents(inventory, strict=strict, masters_group=groups[0], workers_group=groups[1])
+    hints = delivery_hints(loaded.cluster, target.value)
     docs = select_node(docs, node)
-    outputs = node_outputs(docs, fmt=fmt.value, target=target.value)
+    outputs = node_outputs(docs, fmt=fmt.value, target=target.value, merge=MergeSpec(*merge))
     s.warn(loaded.warnings)
     files = {name: o.files for name, o in outputs.items()}
     if str(output) == STDOUT:
@@ -299,6 +319,9 @@ def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target,
     rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]),
              "bytes": {k: len(v) for k, v in files[d.name].items()}, "user_data": outputs[d.name].fit or None}
             for d in docs]
-    s.result = {"cluster": loaded.cluster.name, "output": str(output), "nodes": rows, "removed": removed}
+    s.result = {"cluster": loaded.cluster.name, "output": str(output), "nodes": rows, "removed": removed,
+                "hints": hints}
     for d in docs:
         s.out(f"{d.name:<20} {d.role:<7} {outputs[d.name].summary}  -> {output / dirs[d.name]}/")
+    for hint in hints:
+        s.out(f"note: {hint}")

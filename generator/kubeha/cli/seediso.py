@@ -11,8 +11,10 @@ worker's carries no bundle at all, so no master secret and no image ever lands o
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,8 +23,17 @@ from rich.console import Console
 from rich.progress import Progress
 
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
+from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.deliver.seediso import write_seed_iso
+from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem, UsageError
+
+
+class SeedFormat(StrEnum):
+    """What ``gen seed-iso`` writes per node."""
+
+    cloud_init = "cloud-init"
+    ignition = "ignition"
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
@@ -44,6 +55,15 @@ def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, byte
                     for n in missing]
         raise InvalidInput(problems)
     return found
+
+
+def merge_bundle_user_data(node: str, merge: MergeSpec, bundle: Path, user_data: bytes) -> bytes:
+    """The bundle's user-data for ``node`` with the user's merged in (kubeha's part stays last)."""
+    from kubeha.deliver.merge import merge_into  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges, read_merge_file  # noqa: PLC0415
+
+    parts = load_merges(list(merge.files), merge.directory, [node], read_merge_file)[node]
+    return merge_into(node, parts, str(bundle / "nodes" / node / "user-data"), user_data)
 
 
 def sha256_file(path: Path) -> str:
@@ -73,13 +93,14 @@ def _verified_copy(inventory: Path, bundle: Path, keyring: Path, dest: Path) -> 
 
 def write_seed_isos(
     inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
-    keyring: Path | None = None, session: Session | None = None,
+    keyring: Path | None = None, session: Session | None = None, merge: MergeSpec | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
     With a bundle (tar or directory) and its trusted ``keyring``, the bundle is verified into a private copy
     first; masters' ISOs carry their subset of that copy under ``/kubeha-bundle/`` and the documents from its
     ``nodes/<node>/``; workers' ISOs carry their documents only. ``done(node)`` is called after each ISO.
+    ``merge`` merges the user's user-data into each node's (into the bundle's copy when there is one).
 
     Returns:
         One record per node: node, path, size in bytes and SHA-256 of the ISO, sorted by node.
@@ -89,7 +110,7 @@ def write_seed_isos(
     if bundle is not None and keyring is None:
         raise InvalidInput([Problem(Location("--keyring"), "keyring", "required with --bundle: the bundle is "
                                     "verified before anything is written")])
-    documents = generate_documents(inventory)  # validates everything before anything is written
+    documents = generate_documents(inventory, merge=merge)  # validates everything before anything is written
     loaded = load_cluster(inventory)
     if session is not None:
         session.warn(loaded.warnings)
@@ -99,6 +120,8 @@ def write_seed_isos(
         if verified is not None:
             for node, docs in bundle_documents(verified, sorted(documents)).items():
                 documents[node] = {**documents[node], **docs}
+                if merge:
+                    documents[node]["user-data"] = merge_bundle_user_data(node, merge, verified, docs["user-data"])
         written: list[dict[str, object]] = []
         for node in sorted(documents):
             docs = documents[node]
@@ -121,6 +144,49 @@ def _private_parent(output: Path) -> Path:
     return parent
 
 
+def write_bundle_isos(inventory: Path, output: Path, bundle: Path, keyring: Path,
+                      done: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """For Ignition masters: ``<output>/<node>.iso`` labelled as the bundle's ``label:LABEL`` source says.
+
+    The bundle is verified into a private copy first; each master's disk carries its subset of it and the
+    node's config.ign (from ``bundle pack --format ignition``). Workers install nothing: no disk for them.
+    """
+    from kubeha.deliver.seediso import write_bundle_iso  # noqa: PLC0415
+    from kubeha.generate import load_cluster  # noqa: PLC0415
+
+    masters = [m.name for m in load_cluster(inventory).cluster.masters]
+    with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
+        verified = _verified_copy(inventory, bundle, keyring, Path(tmp))
+        label = _bundle_label(verified)
+        missing = [n for n in masters if not (verified / "nodes" / n / "config.ign").is_file()]
+        if missing:
+            raise InvalidInput([Problem(Location(str(bundle)), f"nodes/{n}", "no config.ign: pack with --format "
+                                        "ignition") for n in missing])
+        written: list[dict[str, object]] = []
+        for node in sorted(masters):
+            path = output / f"{node}.iso"
+            write_bundle_iso(path, label=label, bundle_dir=verified, include=_only_for(node),
+                             files={"config.ign": (verified / "nodes" / node / "config.ign").read_bytes()})
+            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path)})
+            if done is not None:
+                done(node)
+    return written
+
+
+def _bundle_label(verified: Path) -> str:
+    """The label the bundle's nodes look for (``install.source`` must be ``label:LABEL``)."""
+    where = Location(str(verified.name + "/bundle.json"))
+    try:
+        source = str(json.loads((verified / "bundle.json").read_text())["install"]["source"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput([Problem(where, "bundle", f"unreadable: {exc}")]) from None
+    if not source.startswith("label:"):
+        raise InvalidInput([Problem(where, "install.source",
+                                    f"{source!r}: pack the bundle with --bundle-source label:LABEL for a bundle disk")])
+    return source.removeprefix("label:")
+
+
 def seed_iso(
     inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).",
                                               autocompletion=complete_inventory)],
@@ -135,16 +201,27 @@ def seed_iso(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
                            ] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
+    fmt: Annotated[SeedFormat, typer.Option("--format", help="cloud-init: NoCloud seeds (label cidata); ignition: a "
+                                            "bundle disk per node, labelled as the bundle's label:LABEL source "
+                                            "says.")] = SeedFormat.cloud_init,
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
     with session("gen seed-iso", as_json=json_output, writes=True) as s:
         if bundle is not None and keyring is None:
             raise UsageError("--bundle needs --keyring (the bundle is verified before any ISO is written)")
+        if fmt is SeedFormat.ignition and (bundle is None or keyring is None):
+            raise UsageError("--format ignition needs --bundle and --keyring (a bundle disk per master)")
         check_output_dir(output)
         console = Console(stderr=True)
         with Progress(transient=True, console=console, disable=json_output or not console.is_terminal) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), keyring, s)
+            if fmt is SeedFormat.ignition and bundle is not None and keyring is not None:
+                written = write_bundle_isos(inventory, output, bundle, keyring, lambda node: progress.advance(task))
+            else:
+                written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), keyring,
+                                          s, MergeSpec(tuple(merge or ()), merge_dir))
         s.result = {"output": str(output), "isos": written}
         for record in written:
             s.out(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")

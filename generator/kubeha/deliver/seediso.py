@@ -146,8 +146,8 @@ class _Builder:
 
 
 def _build(iso: pycdlib.PyCdlib, seed: dict[str, bytes], bundle_dir: Path | None, keep: list[BytesIO],
-           include: Callable[[str], bool]) -> None:
-    iso.new(interchange_level=3, vol_ident=VOLUME_LABEL, sys_ident="LINUX", app_ident_str="kubeha",
+           include: Callable[[str], bool], label: str = VOLUME_LABEL) -> None:
+    iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="kubeha",
             joliet=3, rock_ridge="1.09")
     builder = _Builder(iso)
     for name, data in seed.items():
@@ -202,6 +202,27 @@ def write_seed_iso(
     try:
         with frozen_clock(build_epoch()):
             _build(iso, seed, bundle_dir, keep, include or (lambda _rel: True))
+            _atomic_write(out, iso.write_fp)
+    except PyCdlibException as exc:
+        raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc
+    finally:
+        iso.close()
+
+
+def write_bundle_iso(out: Path, *, label: str, bundle_dir: Path, files: dict[str, bytes],
+                     include: Callable[[str], bool] | None = None) -> None:
+    """Write the bundle disk for an Ignition node: volume ``label``, ``/kubeha-bundle/`` and ``files`` at the root.
+
+    The install script finds it with ``KUBEHA_BUNDLE=label:LABEL`` (blkid or /dev/disk/by-label), attached
+    as a second disk; ``files`` (the node's config.ign) ride along for whoever provisions the node.
+    """
+    if not bundle_dir.is_dir():
+        raise InvalidInput([Problem(Location(str(bundle_dir)), "bundle", "not a directory")])
+    iso = pycdlib.PyCdlib()
+    keep: list[BytesIO] = []
+    try:
+        with frozen_clock(build_epoch()):
+            _build(iso, dict(files), bundle_dir, keep, include or (lambda _rel: True), label)
             _atomic_write(out, iso.write_fp)
     except PyCdlibException as exc:
         raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc

@@ -27,6 +27,7 @@ CLUSTER_KEYS: dict[str, str] = {
     "vrid": "virtual_router_id",
     "profile": "profile",
     "vrrp_mode": "vrrp_mode",
+    "vip_mode": "vip_mode",
     "health_path": "health_path",
     "weight": "weight",
     "auth_pass": "auth_pass",
