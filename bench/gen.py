@@ -76,7 +76,7 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 def floor_writer(src: Path, dst: Path) -> None:
     """Baseline: rewrite an existing output tree file by file in plain Python."""
-    for ndir in sorted(src.iterdir()):
+    for ndir in sorted(p for p in src.iterdir() if p.is_dir()):  # node folders (not kubeha's manifest)
         (dst / ndir.name).mkdir(parents=True)
         for f in ndir.iterdir():
             (dst / ndir.name / f.name).write_bytes(f.read_bytes())

@@ -390,7 +390,8 @@ def test_cli_verify_ok_and_json(packed: PackResult, gpg_keys: Keys) -> None:
                              f"{gpg_keys.trusted.fingerprint}, 8 files match\n")
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public), "--json"])
     data = json.loads(result.stdout)
-    assert result.exit_code == 0 and data["ok"] is True and data["files"] == 8 and data["missing"] == []
+    assert result.exit_code == 0 and data["ok"] is True and data["command"] == "bundle verify"
+    assert data["result"]["files"] == 8 and data["result"]["missing"] == []
 
 
 def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
@@ -400,16 +401,17 @@ def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: extra: nodes/master1/evil (nothing read past the signed files)\n"
-        f"FAILED {packed.directory}: checksum verification failed\n"
+        "kubeha: error: extra: nodes/master1/evil (nothing read past the signed files)\n"
+        f"kubeha: FAILED {packed.directory}: checksum verification failed\n"
     )
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.other.public), "--json"])
     assert result.exit_code == 4
     data = json.loads(result.stdout)
-    assert data["ok"] is False and "signed by unknown key" in data["errors"][0]
+    assert data["ok"] is False and "signed by unknown key" in data["errors"][0]["message"]
     result = runner.invoke(app, ["verify", str(packed.directory / "nope"), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+    assert result.stderr == (f"{packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+                             "kubeha: 1 error(s), 0 warning(s)\n")
 
 
 def test_cli_help() -> None:
@@ -438,7 +440,7 @@ def test_cli_pack_from_inventory(
     args += ["--gnupghome", str(key.home), "-o", str(out), "--name", "demo"]
     result = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["signer"] == key.fingerprint and data["tarball"] == str(out / "demo.tar")
     assert data["tar_bytes"] == (out / "demo.tar").stat().st_size
     master = (out / "demo/nodes/master1/user-data").read_text()
@@ -458,7 +460,7 @@ def test_cli_pack_from_inventory(
     assert again.exit_code == 0 and (out / "demo.tar").read_bytes() == first
     # without --serial: one more than the last; a lower one is refused
     third = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
-    assert third.exit_code == 0 and json.loads(third.stdout)["serial"] == 2
+    assert third.exit_code == 0 and json.loads(third.stdout)["result"]["serial"] == 2
     lower = runner.invoke(app, [*args, "--serial", "1"])
     assert lower.exit_code == 1 and "1 is lower than the last packed serial 2" in lower.stderr
     verified = runner.invoke(app, ["verify", str(out / "demo.tar"), "--keyring", str(key.public)])
@@ -468,9 +470,10 @@ def test_cli_pack_from_inventory(
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--runtime", "podman"], 2, "error: --runtime: 'podman' is not containerd or docker\n"),
-        (["--sign-key", "nobody@kubeha.invalid"], 1, "error: no secret key matching 'nobody@kubeha.invalid' in "),
-        (["--gnupghome", "/nonexistent"], 1, "error: GnuPG home /nonexistent does not exist\n"),
+        (["--runtime", "podman"], 2, "Error: Invalid value for '--runtime': Value error, 'podman' is not one of "
+                                     "'containerd', 'docker'.\n"),
+        (["--sign-key", "nobody@kubeha.invalid"], 1, "kubeha: error: no secret key matching 'nobody@kubeha.invalid' in "),
+        (["--gnupghome", "/nonexistent"], 1, "kubeha: error: GnuPG home /nonexistent does not exist; nothing written\n"),
         (["--bundle-source", "relative/path"], 1, "is not cidata, label:LABEL, an absolute path or an http(s) URL\n"),
     ],
 )
@@ -536,7 +539,7 @@ def test_cli_pack_refuses_a_non_archive(inventory: Path, gpg_keys: Keys, tmp_pat
     args = ["pack", str(inventory), "--images", str(junk), "--sign-key", key.fingerprint]
     result = CliRunner().invoke(app, [*args, "--gnupghome", str(key.home), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {junk}") and "Traceback" not in result.output
+    assert result.stderr.startswith(f"kubeha: error: {junk}") and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -546,8 +549,8 @@ def test_cli_verify_hostile_tar_exact_stderr(packed: PackResult, gpg_keys: Keys,
     result = CliRunner().invoke(app, ["verify", str(evil), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: unsafe bundle, nothing read: lab/nodes/link: symlink refused\n"
-        f"FAILED {evil}: checksum verification failed\n"
+        "kubeha: error: unsafe bundle, nothing read: lab/nodes/link: symlink refused\n"
+        f"kubeha: FAILED {evil}: checksum verification failed\n"
     )
     assert result.stdout == ""
 

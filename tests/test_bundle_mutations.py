@@ -39,7 +39,7 @@ def _verify(path: Path, keyring: Path) -> tuple[int, str, str]:
 def _assert_refused(path: Path, keyring: Path) -> None:
     code, out, err = _verify(path, keyring)
     assert code in (3, 4), (code, out, err)
-    assert out == "" and err.startswith("error: ") and "FAILED " in err, err
+    assert out == "" and err.startswith("kubeha: error: ") and "kubeha: FAILED " in err, err
     assert "Traceback" not in out + err
 
 

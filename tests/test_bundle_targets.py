@@ -80,7 +80,7 @@ def test_pack_fits_every_node(images_tar: Path, gpg_keys: Keys, tmp_path: Path, 
         extra += ["--merge", str(noise_config(tmp_path / "site.yaml", noise_lines))]
     code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", *extra)
     assert code == 0, err
-    assert json.loads(out)["files"] > 0
+    assert json.loads(out)["result"]["files"] > 0
     nodes = sorted(p.name for p in (tmp_path / "b/demo/nodes").iterdir())
     assert len(nodes) == (5 if source == VRRP else 4)
     for node in nodes:
@@ -100,7 +100,7 @@ def test_pack_refuses_what_cannot_fit_with_per_file_sizes(images_tar: Path, gpg_
     inventory = staged(EXTERNAL, tmp_path)
     site = noise_config(tmp_path / "site.yaml", 900)
     code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", "--target", "aws", "--merge", str(site))
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["ok"] is False  # --json: the envelope, also on failure
     lines = [line for line in err.splitlines() if "does not fit" in line]
     assert len(lines) == 4  # every node, masters and worker
     master = next(line for line in lines if "cp-1/user-data" in line)
@@ -142,9 +142,9 @@ def test_pack_ignition_checks_config_ign_against_the_budget(images_tar: Path, gp
     """config.ign has no encoding to fall back on: a bundle master's does not fit AWS's 16 KB and is refused."""
     inventory = staged(EXTERNAL, tmp_path)
     code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "b", "--target", "aws", "--format", "ignition")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["ok"] is False  # --json: the envelope, also on failure
     refused = [line for line in err.splitlines() if "config.ign does not fit aws's budget of 16,384 bytes" in line]
-    assert [line.split(":")[1].strip() for line in refused] == ["cp-1/config.ign", "cp-2/config.ign", "cp-3/config.ign"]
+    assert [line.split(":")[0].strip() for line in refused] == ["cp-1/config.ign", "cp-2/config.ign", "cp-3/config.ign"]
     assert "tried config.ign " in refused[0] and "/opt/kubeha/bin/kubeha-install " in refused[0]
     code, out, err = _pack(inventory, images_tar, gpg_keys, tmp_path / "c", "--target", "azure", "--format", "ignition")
     assert code == 0, err
@@ -165,7 +165,8 @@ def test_http_tree_from_a_verified_ignition_bundle(images_tar: Path, gpg_keys: K
             str(gpg_keys.trusted.public), "-o", str(tmp_path / "tree"), "--json"]
     result = CliRunner().invoke(main_app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {n: n for n in ("master1", "master2", "master3", "worker1", "worker2")}
+    assert json.loads(result.stdout)["result"]["nodes"] == {
+        n: str(tmp_path / "tree" / n) for n in ("master1", "master2", "master3", "worker1", "worker2")}
     for node in ("master1", "worker2"):
         for name in ("user-data", "meta-data", "config.ign"):
             assert (tmp_path / "tree" / node / name).read_bytes() == (tmp_path / "b/demo/nodes" / node / name).read_bytes()

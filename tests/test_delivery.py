@@ -37,7 +37,7 @@ def test_external_mode_runs_haproxy_only_on_clouds(tmp_path: Path, target: str) 
     code, out, err = run("gen", "userdata", str(inventory), "-o", str(tmp_path / "out"), "--target", target,
                          "--json")
     assert code == 0, err
-    result = json.loads(out)
+    result = json.loads(out)["result"]
     assert result["hints"] == [f"{target}: point the load balancer at 198.19.200.10:6444 to every master's :6444, "
                                "with an HTTP health check of GET /readyz on :6445 (200 only while haproxy runs and "
                                "reaches an apiserver)"]
@@ -78,11 +78,11 @@ def test_openstack_and_vsphere_hints_in_text_and_json(tmp_path: Path) -> None:
             ) in out
     code, out, _ = run("gen", "userdata", str(inventory), "-o", str(tmp_path / "v"), "--target", "vsphere", "--json")
     assert code == 0
-    [hint] = json.loads(out)["hints"]
+    [hint] = json.loads(out)["result"]["hints"]
     assert hint.startswith("vsphere: set guestinfo.userdata to the user-data file's contents (already encoded) and "
                            "guestinfo.userdata.encoding to the encoding shown for each node (base64 or gzip+base64)")
     code, out, _ = run("gen", "userdata", str(inventory), "-o", str(tmp_path / "n"), "--json")
-    assert json.loads(out)["hints"] == []
+    assert json.loads(out)["result"]["hints"] == []
 
 
 def test_instance_id_is_stable_per_cluster_and_node(tmp_path: Path) -> None:
@@ -108,8 +108,8 @@ def test_check_with_target_prints_hints_and_refuses(tmp_path: Path) -> None:
     code, out, _ = run("check", str(inventory), "--target", "openstack")
     assert code == 0 and out.splitlines()[-1].startswith("note: openstack: add 198.18.0.10 to every master port's")
     code, out, _ = run("check", str(inventory), "--target", "openstack", "--json")
-    assert code == 0 and json.loads(out)["hints"][0].startswith("openstack: add 198.18.0.10")
+    assert code == 0 and json.loads(out)["result"]["hints"][0].startswith("openstack: add 198.18.0.10")
     code, out, err = run("check", str(inventory), "--target", "gce")
     assert code == 1 and "vip_mode: --target gce: a VRRP VIP does not move between instances here" in err
     code, out, _ = run("check", str(inventory), "--json")
-    assert code == 0 and "hints" not in json.loads(out)
+    assert code == 0 and "hints" not in json.loads(out)["result"]

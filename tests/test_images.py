@@ -137,7 +137,7 @@ def test_cli_inspect_json_and_verify(tmp_path: Path) -> None:
     make_archive(archive)
     result = runner.invoke(app, ["inspect", "--json", "--verify", str(archive)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [i.to_dict() for i in images.inspect_archive(archive)]
+    assert json.loads(result.stdout)["result"]["images"] == [i.to_dict() for i in images.inspect_archive(archive)]
 
 
 def test_cli_inspect_verify_fails_with_checksum_code(tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_cli_inspect_verify_fails_with_checksum_code(tmp_path: Path) -> None:
 def test_cli_inspect_bad_archive_exits_1_without_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(tmp_path / "missing.tar")])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path / 'missing.tar'}: no such file\n"
+    assert result.stderr == f"kubeha: error: {tmp_path / 'missing.tar'}: no such file\n"
 
 
 @pytest.mark.parametrize("command", [["build"], ["save", "-o", "x.tar"]])
@@ -172,8 +172,8 @@ def test_unreachable_daemon_from_environment(tmp_path: Path, monkeypatch: pytest
 
 def test_build_rejects_unknown_image_names() -> None:
     result = runner.invoke(app, ["build", "nginx"])
-    assert result.exit_code == 1
-    assert result.stderr == "error: unknown image(s) nginx: choose from keepalived, haproxy\n"
+    assert result.exit_code == 2
+    assert result.stderr == "kubeha: error: unknown image(s) nginx: choose from keepalived, haproxy\n"
 
 
 @pytest.mark.parametrize(("ref", "message"), [

@@ -207,7 +207,7 @@ def test_cli_writes_one_iso_per_node(tmp_path: Path) -> None:
     expected = generate_documents(inventory)
     code, out, err = invoke("seed-iso", str(inventory), "-o", str(tmp_path / "isos"), "--json")
     assert code == 0, err
-    records = json.loads(out)
+    records = json.loads(out)["result"]["isos"]
     assert [r["node"] for r in records] == sorted(expected)
     for record in records:
         path = Path(record["path"])

@@ -93,5 +93,5 @@ def test_cli_pack_unusable_key_exit_4(sig_keys: SigKeys, images_tar: Path, tmp_p
             "--gnupghome", str(key.home), "-o", str(tmp_path / "out")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 4
-    assert result.stderr == f"error: signing key {key.fingerprint} is revoked: refusing to sign\n"
+    assert result.stderr == f"kubeha: error: signing key {key.fingerprint} is revoked: refusing to sign; nothing written\n"
     assert not (tmp_path / "out").exists() and not inventory.with_name("cluster.yaml.bundle-serial").exists()

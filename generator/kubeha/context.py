@@ -94,7 +94,7 @@ def plan(cluster: Cluster) -> dict[str, Any]:
         "vip": str(cluster.vip),
         "virtual_router_id": cluster.virtual_router_id,
         "profile": p.name,
-        "vrrp": f"v{p.vrrp_version} {cluster.vrrp_mode}, advert {_fmt_seconds(p.advert_int)} s",
+        "vrrp": {"version": p.vrrp_version, "mode": cluster.vrrp_mode, "advert_s": p.advert_int},
         "weight": -cluster.weight,
         "masters": [
             {"name": m.name, "address": str(m.address), "state": m.state, "priority": m.priority,

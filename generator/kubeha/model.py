@@ -17,9 +17,11 @@ from kubeha.errors import Location, Problem
 from kubeha.inventory import RawInventory, Value
 from kubeha.nodes import HOSTNAME, Master, Worker, check_unique, interface_name, read_masters, read_workers
 from kubeha.profiles import PROFILES, Profile
+from kubeha.recipe import shipped_recipe
 
-DEFAULT_KEEPALIVED_IMAGE = "kubeha.local/keepalived:2.2.7"
-DEFAULT_HAPROXY_IMAGE = "kubeha.local/haproxy:2.6.12"
+# The shipped bundle recipe (bundles/default.yaml) is the one place image refs are written.
+DEFAULT_KEEPALIVED_IMAGE = shipped_recipe().image("keepalived").ref
+DEFAULT_HAPROXY_IMAGE = shipped_recipe().image("haproxy").ref
 VIP_MODES = ("vrrp", "external")
 
 _IMAGE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
@@ -127,6 +129,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         chk.error(top, "masters", "no control-plane nodes")  # unless the loader said why already
     if len(masters) == 1:
         chk.warn(masters[0].location, "masters", "only one master: the VIP has nowhere to move")
+    _defaults_that_bite(chk, raw, c, where, masters, top)
 
     problems = sorted(set(chk.problems))
     if any(p.is_error for p in problems) or vip is None or weight is None:
@@ -140,6 +143,24 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns, vip_mode=vip_mode,
     )
     return cluster, problems
+
+
+def _defaults_that_bite(chk: Checker, raw: RawInventory, c: dict[str, Value], where: str, masters: list[Master],
+                        top: Location) -> None:
+    """Warnings for values that work by default but often are not what the user meant (issue 11)."""
+    if "interface" not in c and any("interface" not in h.vars for h in raw.masters):
+        chk.warn(top, f"{where}.interface", "not set: assuming eth0, but cloud and hypervisor images often name "
+                 "the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)")
+    if len(masters) == 2:
+        chk.warn(masters[0].location, "masters", "two masters: etcd needs a majority, so losing either one stops "
+                 "the control plane; use three")
+    elif len(masters) > 2 and len(masters) % 2 == 0:
+        chk.warn(masters[0].location, "masters", f"{len(masters)} masters: an even number tolerates no more "
+                 f"failures than {len(masters) - 1} (etcd quorum); use an odd number")
+    if "kubernetes_version" in c:
+        val = c["kubernetes_version"]
+        chk.warn(val.location, val.where or f"{where}.kubernetes_version", "accepted but unused: kubeha "
+                 "does not install Kubernetes (pick the version in your kubeadm or distribution tooling)")
 
 
 def _vip(chk: Checker, c: dict[str, Value], where: str, masters: list[Master], workers: list[Worker],

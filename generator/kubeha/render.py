@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from kubeha import manifests
+from kubeha import manifests, resources
 from kubeha.context import (
     CHECK_SCRIPT,
     HAPROXY_CFG,
@@ -52,11 +51,8 @@ class BundleRef:
 
 
 def templates_dir() -> Path:
-    """The templates/ folder: the source tree's when running from a checkout, else the packaged copy."""
-    here = Path(__file__).resolve().parents[2] / "templates"
-    if here.is_dir():
-        return here
-    return Path(str(resources.files("kubeha.templates")))
+    """The templates/ folder (the package's kubeha.templates data, via importlib.resources)."""
+    return resources.templates_dir()
 
 
 @cache

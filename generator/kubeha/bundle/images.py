@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from kubeha.bundle.archive import CHUNK_SIZE, ImageError, ImageInfo, inspect_archive, sha256_file, verify_archive
+from kubeha.recipe import shipped_recipe
+from kubeha.resources import docker_dir
 
-DEFAULT_KEEPALIVED_REF = "kubeha.local/keepalived:2.2.7"
-DEFAULT_HAPROXY_REF = "kubeha.local/haproxy:2.6.12"
-DEFAULT_REFS = (DEFAULT_KEEPALIVED_REF, DEFAULT_HAPROXY_REF)
-DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+# Refs, versions and the base come from the shipped recipe (bundles/default.yaml), the one place they are written.
+DEFAULT_KEEPALIVED_REF = shipped_recipe().image("keepalived").ref
+DEFAULT_HAPROXY_REF = shipped_recipe().image("haproxy").ref
+DEFAULT_REFS = shipped_recipe().refs
+DEFAULT_BASE_IMAGE = shipped_recipe().base
 # Host networking lets apt inside the build reach the same package mirror as the host even when the daemon
 # runs without a bridge (``dockerd --bridge=none``, as on air-gapped build hosts and in CI); on an ordinary
 # daemon it behaves like the default network for a build.
@@ -42,10 +45,7 @@ class ImageSpec:
     version: str
 
 
-IMAGES: dict[str, ImageSpec] = {
-    "keepalived": ImageSpec("keepalived", DEFAULT_KEEPALIVED_REF, "2.2.7"),
-    "haproxy": ImageSpec("haproxy", DEFAULT_HAPROXY_REF, "2.6.12"),
-}
+IMAGES: dict[str, ImageSpec] = {i.name: ImageSpec(i.name, i.ref, i.version) for i in shipped_recipe().images}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -62,11 +62,11 @@ def _docker_sdk() -> Any:
 
 
 def default_docker_dir() -> Path:
-    """Where the image definitions live: ``$KUBEHA_DOCKER_DIR``, else ``docker/`` of the source tree."""
+    """Where the image definitions live: ``$KUBEHA_DOCKER_DIR``, else the packaged docker/ folder."""
     configured = os.environ.get(DOCKER_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "docker"
+    return docker_dir()
 
 
 def describe_docker_host(docker_host: str | None = None) -> str:
@@ -139,6 +139,7 @@ def build_image(
     base_image: str = DEFAULT_BASE_IMAGE,
     network_mode: str = DEFAULT_BUILD_NETWORK,
     on_output: Callable[[str], None] | None = None,
+    context: Path | None = None,
 ) -> BuildResult:
     """Build one image from ``docker_dir/<name>/Dockerfile`` and tag it with ``spec.ref``.
 
@@ -149,6 +150,7 @@ def build_image(
         base_image: value of the Dockerfile's ``BASE_IMAGE`` build argument; never pulled.
         network_mode: network for ``RUN`` steps (``host`` reaches the host's package mirror).
         on_output: called with each chunk of build output as it streams.
+        context: the build context folder, when it is not ``docker_dir/<name>`` (a recipe names it).
 
     Returns:
         The ref, image ID and duration.
@@ -158,7 +160,7 @@ def build_image(
     """
     import time
 
-    context = docker_dir / spec.name
+    context = context or docker_dir / spec.name
     if not (context / "Dockerfile").is_file():
         raise ImageError(f"{context / 'Dockerfile'}: no such file (use --docker-dir to point at docker/)")
     _require_image(client, base_image, hint=f"pull or load it first (docker pull {base_image}), or pass --base")

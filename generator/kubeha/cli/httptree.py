@@ -9,16 +9,24 @@ wherever its ``--bundle-source`` URL points (or found on a labelled disk or path
 
 from __future__ import annotations
 
-import json
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from kubeha.cli.common import check_output_dir, complete_inventory, session
 from kubeha.cli.seediso import _private_parent, _verified_copy
-from kubeha.errors import InvalidInput, KubehaError, Location, Problem
+from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Master, Worker
+
+
+class KeyBy(StrEnum):
+    """What names a node's directory in the tree."""
+
+    name = "name"
+    mac = "mac"
 
 
 def bundle_tree_documents(verified: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
@@ -51,27 +59,19 @@ def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path
 
 
 def http_tree(
-    inventory: Annotated[Path, typer.Argument(help="Inventory the bundle was packed from.")],
+    inventory: Annotated[Path, typer.Argument(help="Inventory the bundle was packed from.",
+                                              autocompletion=complete_inventory)],
     bundle: Annotated[Path, typer.Option("--bundle", help="Bundle tar or directory (verified first).")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s) for --bundle.", dir_okay=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="The tree's root (replaced as a whole).")],
-    key_by: Annotated[str, typer.Option("--key-by", help="name or mac: what names each node's directory.")
-                      ] = "name",
-    as_json: Annotated[bool, typer.Option("--json", help="Print node -> directory as JSON.")] = False,
+    key_by: Annotated[KeyBy, typer.Option("--key-by", help="What names each node's directory.")] = KeyBy.name,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
+                       ] = False,
 ) -> None:
     """Write a verified bundle's node documents (cloud-init and config.ign) as a tree for an HTTP server."""
-    if key_by not in ("name", "mac"):
-        typer.echo(f"error: --key-by: {key_by!r} is not name or mac", err=True)
-        raise typer.Exit(2)
-    try:
-        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by)
-    except KubehaError as exc:
-        lines = [str(p) for p in sorted(exc.problems)] if isinstance(exc, InvalidInput) else [f"error: {exc}"]
-        for line in lines:
-            typer.echo(line, err=True)
-        raise typer.Exit(int(exc.exit_code)) from None
-    if as_json:
-        typer.echo(json.dumps(dirs, indent=2, sort_keys=True))
-        return
-    for node, key in dirs.items():
-        typer.echo(f"{node}: {output / key}/")
+    with session("gen http-tree", as_json=as_json, writes=True) as s:
+        check_output_dir(output)
+        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by.value)
+        s.result = {"output": str(output), "nodes": {node: str(output / key) for node, key in dirs.items()}}
+        for node, key in dirs.items():
+            s.out(f"{node}: {output / key}/")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +22,18 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.cli.options import MergeDirOpt, MergeOpt
 from kubeha.deliver.seediso import write_seed_iso
 from kubeha.deliver.userparts import MergeSpec
-from kubeha.errors import InvalidInput, KubehaError, Location, Problem
+from kubeha.errors import InvalidInput, Location, Problem, UsageError
+
+
+class SeedFormat(StrEnum):
+    """What ``gen seed-iso`` writes per node."""
+
+    cloud_init = "cloud-init"
+    ignition = "ignition"
 
 
 def bundle_documents(bundle: Path, nodes: list[str]) -> dict[str, dict[str, bytes]]:
@@ -84,7 +93,7 @@ def _verified_copy(inventory: Path, bundle: Path, keyring: Path, dest: Path) -> 
 
 def write_seed_isos(
     inventory: Path, output: Path, bundle: Path | None = None, done: Callable[[str], None] | None = None,
-    keyring: Path | None = None, merge: MergeSpec | None = None,
+    keyring: Path | None = None, session: Session | None = None, merge: MergeSpec | None = None,
 ) -> list[dict[str, object]]:
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
@@ -102,7 +111,10 @@ def write_seed_isos(
         raise InvalidInput([Problem(Location("--keyring"), "keyring", "required with --bundle: the bundle is "
                                     "verified before anything is written")])
     documents = generate_documents(inventory, merge=merge)  # validates everything before anything is written
-    masters = {m.name for m in load_cluster(inventory).cluster.masters}
+    loaded = load_cluster(inventory)
+    if session is not None:
+        session.warn(loaded.warnings)
+    masters = {m.name for m in loaded.cluster.masters}
     with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
         verified = _verified_copy(inventory, bundle, keyring, Path(tmp)) if bundle and keyring else None
         if verified is not None:
@@ -175,15 +187,9 @@ def _bundle_label(verified: Path) -> str:
     return source.removeprefix("label:")
 
 
-def _report_error(exc: KubehaError) -> None:
-    if isinstance(exc, InvalidInput):
-        for problem in sorted(exc.problems):
-            typer.echo(str(problem), err=True)
-    typer.echo(f"error: {exc}", err=True)
-
-
 def seed_iso(
-    inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).")],
+    inventory: Annotated[Path, typer.Argument(help="Inventory file (INI hosts file or cluster YAML).",
+                                              autocompletion=complete_inventory)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for <node>.iso files.")],
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Bundle tar or directory: verified, then each master's part "
@@ -193,33 +199,29 @@ def seed_iso(
         Path | None, typer.Option("--keyring", help="Trusted public key(s) for --bundle (required with it).",
                                   dir_okay=False)
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
+                           ] = False,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="cloud-init: NoCloud seeds (label cidata); ignition: a bundle "
-                                     "disk per node, labelled as the bundle's label:LABEL source says.")
-                   ] = "cloud-init",
+    fmt: Annotated[SeedFormat, typer.Option("--format", help="cloud-init: NoCloud seeds (label cidata); ignition: a "
+                                            "bundle disk per node, labelled as the bundle's label:LABEL source "
+                                            "says.")] = SeedFormat.cloud_init,
 ) -> None:
     """Write one NoCloud seed ISO per node (volume label cidata) with user-data, meta-data and the bundle."""
-    if bundle is not None and keyring is None:
-        typer.echo("error: --bundle needs --keyring (the bundle is verified before any ISO is written)", err=True)
-        raise typer.Exit(2)
-    if fmt == "ignition" and (bundle is None or keyring is None):
-        typer.echo("error: --format ignition needs --bundle and --keyring (a bundle disk per master)", err=True)
-        raise typer.Exit(2)
-    try:
-        with Progress(transient=True, console=Console(stderr=True), disable=json_output) as progress:
+    with session("gen seed-iso", as_json=json_output, writes=True) as s:
+        if bundle is not None and keyring is None:
+            raise UsageError("--bundle needs --keyring (the bundle is verified before any ISO is written)")
+        if fmt is SeedFormat.ignition and (bundle is None or keyring is None):
+            raise UsageError("--format ignition needs --bundle and --keyring (a bundle disk per master)")
+        check_output_dir(output)
+        console = Console(stderr=True)
+        with Progress(transient=True, console=console, disable=json_output or not console.is_terminal) as progress:
             task = progress.add_task("writing seed ISOs", total=None)
-            if fmt == "ignition" and bundle is not None and keyring is not None:
+            if fmt is SeedFormat.ignition and bundle is not None and keyring is not None:
                 written = write_bundle_isos(inventory, output, bundle, keyring, lambda node: progress.advance(task))
             else:
                 written = write_seed_isos(inventory, output, bundle, lambda node: progress.advance(task), keyring,
-                                          MergeSpec(tuple(merge or ()), merge_dir))
-    except KubehaError as exc:
-        _report_error(exc)
-        raise typer.Exit(int(exc.exit_code)) from None
-    if json_output:
-        typer.echo(json.dumps(written, indent=2, sort_keys=True))
-        return
-    for record in written:
-        typer.echo(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")
+                                          s, MergeSpec(tuple(merge or ()), merge_dir))
+        s.result = {"output": str(output), "isos": written}
+        for record in written:
+            s.out(f"{record['node']}: {record['path']} ({record['bytes']:,} bytes)")
