@@ -209,7 +209,7 @@ def test_conflicting_ignition_merge_is_refused(packed: Packed, gpg_keys: Keys, t
         "pack", str(packed.inventory), "--images", str(images), "--sign-key", key.fingerprint, "--gnupghome",
         str(key.home), "-o", str(tmp_path / "out"), "--format", "ignition", "--merge", str(clash)])
     assert result.exit_code == 1
-    assert f"error: {clash}: error: path /etc/kubeha/install.env: set by both {clash} and kubeha (master1)" in result.stderr
+    assert f"{clash}: error: path /etc/kubeha/install.env: set by both {clash} and kubeha (master1)" in result.stderr
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
@@ -223,7 +223,7 @@ def test_seed_iso_ignition_writes_a_labelled_bundle_disk_per_node(packed: Packed
     result = CliRunner().invoke(main_app, ["gen", "seed-iso", str(packed.inventory), "-o", str(out), "--bundle",
                                            str(packed.directory), *keyring, "--format", "ignition", "--json"])
     assert result.exit_code == 0, result.output
-    written = json.loads(result.stdout)
+    written = json.loads(result.stdout)["result"]["isos"]
     assert [w["node"] for w in written] == ["master1", "master2", "master3"]  # workers install nothing
     label, files = guest.read_seed_iso(out / "master1.iso")
     assert label == LABEL

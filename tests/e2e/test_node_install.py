@@ -105,7 +105,7 @@ def pinned_refs(daemon: Daemon) -> set[str]:
 
 
 def install_user_data(user_data: bytes, root: Path) -> None:
-    """Apply a #cloud-config's write_files to ``root`` (what cloud-init does before runcmd)."""
+    """Apply a #cloud-config's write_files to ``root`` (what cloud-init does before runcmd; the unit is enabled there)."""
     doc = yaml.safe_load(user_data)
     for entry in doc["write_files"]:
         path = root / entry["path"].lstrip("/")
@@ -114,7 +114,7 @@ def install_user_data(user_data: bytes, root: Path) -> None:
         data = gzip.decompress(base64.b64decode(content)) if entry.get("encoding") == "gz+b64" else content.encode()
         path.write_bytes(data)
         path.chmod(int(entry["permissions"], 8))
-    assert doc["runcmd"] == [["/usr/local/sbin/kubeha-install"]]
+    assert doc["runcmd"] == [["systemctl", "enable", "kubeha-install.service"], ["/usr/local/sbin/kubeha-install"]]
 
 
 @dataclass
@@ -434,21 +434,19 @@ def test_vm_boot_installs_bundle_from_seed_iso_then_keeps_it(packed: Packed, tmp
 
     The ISO carries the bundle directory under /kubeha-bundle/; the install script finds it on the cidata
     device itself (cloud-init has unmounted it by then), imports into the VM's own containerd and reports on
-    the serial console. Extra runcmds list the VM's images on the console, install and enable the product's
-    kubeha-install.service (as the Ignition delivery does) so the script runs at every later boot, and sync.
+    the serial console. The user-data enables kubeha-install.service, so the script runs again at the later boot;
+    extra runcmds list the VM's images on the console and sync.
     """
     from kubeha.deliver.seediso import write_seed_iso
-    from kubeha.render import render_template
 
     name = packed.masters[0]
     docs = packed.documents[name]
     user_data = yaml.safe_load(docs["user-data"])
-    unit = render_template("/etc/systemd/system/kubeha-install.service", {"script": "/usr/local/sbin/kubeha-install"})
-    user_data["write_files"].append({"path": "/etc/systemd/system/kubeha-install.service", "content": unit,
-                                     "permissions": "0644", "owner": "root:root"})
+    # the product's own user-data writes and enables kubeha-install.service for later boots
+    assert ["systemctl", "enable", "kubeha-install.service"] in user_data["runcmd"]
+    assert "/etc/systemd/system/kubeha-install.service" in {f["path"] for f in user_data["write_files"]}
     user_data["runcmd"] += [
         ["sh", "-c", "ctr -n k8s.io images ls -q | sed 's/^/kubeha-vm-image: /' > /dev/console"],
-        ["systemctl", "enable", "kubeha-install.service"],
         ["sync"],
     ]
     text = ("#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)).encode()

@@ -17,6 +17,8 @@ import yaml
 from kubeha import __version__
 from kubeha.files import NodeDocument, RenderedFile
 
+UNIT_DIR = "/etc/systemd/system"
+
 
 class _Dumper(yaml.CSafeDumper):
     """Multi-line strings as literal blocks, so files stay readable inside the user-data."""
@@ -47,11 +49,15 @@ def _write_file(f: RenderedFile, encode: bool) -> dict[str, Any]:
 
 def user_data_config(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, Any]:
     """The cloud-config kubeha writes for ``doc`` as data: write_files, then runcmd (the first-boot commands)."""
+    units = [RenderedFile(f"{UNIT_DIR}/{u.name}", u.content, 0o644) for u in doc.units]
     data: dict[str, Any] = {
-        "write_files": [_write_file(f, encode_files) for f in doc.files],
+        "write_files": [_write_file(f, encode_files) for f in (*doc.files, *units)],
     }
-    if doc.first_boot:
-        data["runcmd"] = [list(cmd) for cmd in doc.first_boot]
+    # The units (kubeha-install.service) are enabled so that every later boot runs the install before
+    # kubelet, as on Ignition nodes; the first boot runs the commands from runcmd itself.
+    runcmd = [["systemctl", "enable", u.name] for u in doc.units] + [list(cmd) for cmd in doc.first_boot]
+    if runcmd:
+        data["runcmd"] = runcmd
     return data
 
 
