@@ -20,6 +20,7 @@ from kubeha.context import (
     HAPROXY_CFG,
     KEEPALIVED_CONF,
     MANIFESTS_DIR,
+    PROBER_SCRIPT,
     STAGED_MANIFESTS_DIR,
     master_context,
 )
@@ -80,17 +81,19 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
     conf = render_template(KEEPALIVED_CONF, ctx)
     script = render_template(CHECK_SCRIPT, ctx)
     hacfg = render_template(HAPROXY_CFG, ctx)
+    prober = render_template(PROBER_SCRIPT, ctx) if cluster.profile.probe else None
     pods_dir = STAGED_MANIFESTS_DIR if bundle else MANIFESTS_DIR
     files = [
         RenderedFile(KEEPALIVED_CONF, conf, 0o600),
         RenderedFile(CHECK_SCRIPT, script, 0o755),
         RenderedFile(HAPROXY_CFG, hacfg, 0o644),
         RenderedFile(f"{pods_dir}/keepalived.yaml",
-                     manifests.dump(manifests.keepalived_pod(cluster, conf, script), "manifests.keepalived_pod"),
-                     0o600),
+                     manifests.dump(manifests.keepalived_pod(cluster, conf, script, prober),
+                                    "manifests.keepalived_pod"), 0o600),
         RenderedFile(f"{pods_dir}/haproxy.yaml",
                      manifests.dump(manifests.haproxy_pod(cluster, hacfg), "manifests.haproxy_pod"), 0o600),
         RenderedFile(CONTROL_PLANE_ENV, render_template(CONTROL_PLANE_ENV, _common(cluster, master.name))),
+        *([RenderedFile(PROBER_SCRIPT, prober, 0o755)] if prober is not None else []),
     ]
     units: tuple[SystemdUnit, ...] = ()
     first_boot: tuple[tuple[str, ...], ...] = ()

@@ -47,13 +47,18 @@ def test_topology_comes_from_the_generated_files() -> None:
 
 def test_containers_follow_the_manifests() -> None:
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
-    specs = {s.pod: s for s in lab.container_specs(topo.masters[0])}
+    specs = {s.name: s for s in lab.container_specs(topo.masters[0])}
+    assert [(s.pod, s.name) for s in lab.container_specs(topo.masters[0])] == [
+        ("haproxy", "haproxy"), ("keepalived", "keepalived"), ("keepalived", "prober")]
     ka = specs["keepalived"]
     assert ka.argv[0] == "keepalived" and "--dont-fork" in ka.argv
     assert {"NET_ADMIN", "NET_RAW"} <= set(ka.cap_add)
-    assert {m.container_path for m in ka.mounts} == {"/etc/keepalived/keepalived.conf",
-                                                     "/etc/keepalived/check_apiserver.sh"}
-    assert all(m.read_only for m in ka.mounts)
+    assert {m.container_path: m.read_only for m in ka.mounts} == {
+        "/etc/keepalived/keepalived.conf": True, "/etc/keepalived/check_apiserver.sh": True, "/run/kubeha": False}
+    prober = specs["prober"]
+    assert prober.argv == ("/bin/bash", "/etc/keepalived/probe_haproxy.sh") and prober.image == ka.image
+    assert {m.container_path: m.read_only for m in prober.mounts} == {
+        "/etc/keepalived/probe_haproxy.sh": True, "/run/kubeha": False}
     assert specs["haproxy"].argv[:1] == ("haproxy",)
     assert specs["haproxy"].image.startswith("kubeha.local/haproxy")
 

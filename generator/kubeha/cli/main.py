@@ -176,10 +176,12 @@ def _print_plan(result: dict[str, object]) -> None:
     workers = result["workers"]
     assert isinstance(workers, list)
     print(f"  + {len(workers)} worker(s) reaching the control plane at {result['endpoint']}")
+    print(f"check: {result['check']}; failback: {result['failback']}")
     budget = result["failover_worst_case_s"]
     assert isinstance(budget, dict)
+    prober = f", {budget['prober_lost']} s if the prober dies or hangs" if "prober_lost" in budget else ""
     print(f"worst-case failover: {budget['haproxy_or_apiserver_path']} s when haproxy or the apiserver path "
-          f"fails, {budget['link_or_power_loss']} s on link or power loss "
+          f"fails, {budget['link_or_power_loss']} s on link or power loss{prober} "
           f"(haproxy marks a dead apiserver down in {budget['haproxy_marks_dead_apiserver_down']} s)")
 
 

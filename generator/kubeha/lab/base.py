@@ -125,3 +125,13 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
         if time.time() > deadline:
             raise LabError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its waited-for children (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")

@@ -18,6 +18,7 @@ from kubeha.lab.base import (
     LAB_PREFIX,
     LabError,
     alive,
+    cpu_seconds,
     descendants,
     kill_pid,
     make_cert,
@@ -41,7 +42,7 @@ class NodeState:
     veth: str
     root: Path
     apiserver: int = 0
-    containers: dict[str, int] = field(default_factory=dict)  # pod name -> main PID
+    containers: dict[str, int] = field(default_factory=dict)  # "pod/container" -> main PID
     linked: bool = True
     powered: bool = True
     offline_since: list[tuple[float, float]] = field(default_factory=list)  # disconnected intervals
@@ -136,31 +137,45 @@ class Lab:
         for spec in self.specs[name]:
             if spec.pod in pods:
                 log = self.workdir / name / f"{spec.pod}-{spec.name}.log"
-                node.containers[spec.pod] = self.runtime.start(node.ns, node.root, spec, log)
+                node.containers[f"{spec.pod}/{spec.name}"] = self.runtime.start(node.ns, node.root, spec, log)
 
-    def stop_pod(self, name: str, pod: str, sig: int = signal.SIGKILL) -> None:
-        """Signal a pod's main process (SIGKILL: it dies; SIGSTOP: it hangs)."""
-        pid = self.nodes[name].containers[pod]
+    def _pids(self, name: str, pod: str, container: str | None) -> dict[str, int]:
+        """{"pod/container": main PID} of one pod's containers (or of one of them)."""
+        return {key: pid for key, pid in self.nodes[name].containers.items()
+                if key.split("/")[0] == pod and container in (None, key.split("/")[1])}
+
+    def stop_pod(self, name: str, pod: str, sig: int = signal.SIGKILL, container: str | None = None) -> None:
+        """Signal a pod's main processes, or one container's (SIGKILL: they die; SIGSTOP: they hang)."""
+        pids = self._pids(name, pod, container)
+        if not pids:
+            raise LabError(f"{name}: no running {pod}/{container or '*'} container")
         if sig == signal.SIGSTOP:
-            for child in [pid, *descendants(pid)]:
-                kill_pid(child, sig)
+            for pid in pids.values():
+                for child in [pid, *descendants(pid)]:
+                    kill_pid(child, sig)
             return
-        kill_pid(pid, sig)
-        wait_for(lambda: not alive(pid), 10, f"{name}: {pod} to exit")
-        self._forget_pod(name, pod)
+        for pid in pids.values():
+            kill_pid(pid, sig)
+        for pid in pids.values():
+            wait_for(lambda pid=pid: not alive(pid), 10, f"{name}: {pod} to exit")  # type: ignore[misc]
+        self._forget(name, pids)
 
-    def _forget_pod(self, name: str, pod: str) -> None:
+    def _forget(self, name: str, pids: dict[str, int]) -> None:
         node = self.nodes[name]
         for spec in self.specs[name]:
-            if spec.pod == pod:
+            if f"{spec.pod}/{spec.name}" in pids:
                 self.runtime.remove(node.ns, spec)
-        node.containers.pop(pod, None)
+                node.containers.pop(f"{spec.pod}/{spec.name}", None)
 
-    def resume_pod(self, name: str, pod: str) -> None:
-        """SIGCONT a hung pod."""
-        pid = self.nodes[name].containers[pod]
-        for child in [pid, *descendants(pid)]:
-            kill_pid(child, signal.SIGCONT)
+    def resume_pod(self, name: str, pod: str, container: str | None = None) -> None:
+        """SIGCONT a hung pod (or one of its containers)."""
+        for pid in self._pids(name, pod, container).values():
+            for child in [pid, *descendants(pid)]:
+                kill_pid(child, signal.SIGCONT)
+
+    def cpu_seconds(self, name: str, pod: str, container: str) -> float:
+        """CPU time (user + system, children included) a container's main process has used so far."""
+        return sum(cpu_seconds(pid) for pid in self._pids(name, pod, container).values())
 
     def stop_apiserver(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill (or with SIGSTOP hang) a node's stand-in apiserver."""
@@ -192,8 +207,7 @@ class Lab:
             if pid not in monitors:
                 kill_pid(pid)
         wait_for(lambda: not [p for p in pids_in_netns(node.ns) if p not in monitors], 10, f"{name}: power off")
-        for pod in list(node.containers):
-            self._forget_pod(name, pod)
+        self._forget(name, dict(node.containers))
         # a machine that is off holds no address: what it held dies with it
         for line in run_cmd(["ip", "-n", node.ns, "-o", "-4", "addr", "show"]).stdout.splitlines():
             if f" {self.topo.vip}/" in line:
@@ -211,8 +225,9 @@ class Lab:
     def healthy(self, name: str) -> bool:
         """True when the node is powered, linked and its haproxy and keepalived run and are not hung."""
         node = self.nodes[name]
-        pids = [node.containers.get("haproxy", 0), node.containers.get("keepalived", 0)]
-        return node.linked and node.powered and all(alive(p) and not stopped(p) for p in pids)
+        pods = {key.split("/")[0] for key in node.containers}
+        return (node.linked and node.powered and {"haproxy", "keepalived"} <= pods
+                and all(alive(p) and not stopped(p) for p in node.containers.values()))
 
     def connected(self, name: str, t: float) -> bool:
         """True when the node was linked and powered at time ``t``."""
@@ -236,6 +251,13 @@ class Lab:
         """Start the client in its namespace: new TLS connections to VIP:port, bounded in rate and time."""
         argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "client",
                 str(self.topo.vip), str(self.topo.lb_port), str(rate), str(duration)]
+        with open(out, "wb") as fh:
+            return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def watch(self, duration: float, out: Path) -> subprocess.Popen[bytes]:
+        """Start a long-lived TLS watch through VIP:port in the client namespace (reconnects when it breaks)."""
+        argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "watch",
+                str(self.topo.vip), str(self.topo.lb_port), str(duration)]
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 

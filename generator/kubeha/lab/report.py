@@ -18,6 +18,8 @@ class Phase:
     failed: int  # client requests that failed
     requests: int
     holder_after: str | None
+    watch_gap: float | None = 0.0  # longest time the watch went without events (0: unbroken, None: never back)
+    watch_breaks: int = 0  # how often the watch connection broke
 
 
 @dataclass
@@ -47,15 +49,29 @@ def sole(holders: set[str]) -> str | None:
     return next(iter(holders)) if len(holders) == 1 else None
 
 
-def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list[dict[str, Any]]) -> Phase:
-    """Measure one phase from the VIP events and the client's samples between ``start`` and ``end``."""
+def watch_gaps(watch: list[dict[str, Any]], start: float, end: float) -> tuple[float | None, int]:
+    """Longest watch outage that began in [start, end) (last event before it to the first event after it)."""
+    downs = [w for w in watch if w["event"] == "down" and start <= w["t"] < end]
+    longest: float | None = 0.0
+    for down in downs:
+        up = next((w for w in watch if w["event"] == "up" and w["t"] > down["t"]), None)
+        if up is None:
+            return None, len(downs)
+        longest = max(longest or 0.0, up["t"] - down["last"])
+    return (round(longest, 3) if longest is not None else None), len(downs)
+
+
+def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list[dict[str, Any]],
+                  watch: list[dict[str, Any]] | None = None) -> Phase:
+    """Measure one phase from the VIP events, the client's samples and the watch's events in [start, end)."""
     events = [e for e in lab.monitor.since(start) if e.t < end]
     added = [e for e in events if e.added and e.node != holder]
     moves = count_moves(lab, start, events)
     window = [s for s in samples if start <= s["t"] < end]
     held = lab.monitor.holders_at(end)
+    gap, breaks = watch_gaps(watch or [], start, end)
     return Phase(round(added[0].t - start, 3) if added else None, moves,
-                 sum(1 for s in window if not s["ok"]), len(window), sole(held))
+                 sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks)
 
 
 def count_moves(lab: Lab, start: float, events: list[VipEvent]) -> int:

@@ -74,7 +74,8 @@ class Timing:
         t = topo.timing
         advert = t.get("advert_int", 1.0)
         checks = t.get("interval", 1.0) * max(t.get("fall", 1.0), t.get("rise", 1.0), 2.0)
-        return Timing(settle=max(3.0, checks + 2 * advert + 1.0), rate=rate,
+        delay = t.get("preempt_delay", 0.0)  # a failback waits this long: the restore must outlast it
+        return Timing(settle=max(3.0, checks + 2 * advert + 1.0, delay + 2.0), rate=rate,
                       split_tolerance=3 * advert + 0.1)
 
 
@@ -84,9 +85,12 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
     target = holder if scenario.target == "holder" else sorted(n for n in lab.nodes if n != holder)[0]
     budget = 2 * (timing.move_timeout + timing.settle) + 2
     out = lab.workdir / f"client-{scenario.name}.jsonl"
+    watch_out = lab.workdir / f"watch-{scenario.name}.jsonl"
     client = lab.client(budget, timing.rate, out)
+    watcher = lab.watch(budget, watch_out)
     try:
         wait_for(lambda: out.stat().st_size > 0, 10, "the client's first request")
+        wait_for(lambda: b'"up"' in watch_out.read_bytes(), 10, "the watch's first event")
         time.sleep(0.5)
         t0 = time.time()
         scenario.breaks(lab, target)
@@ -101,11 +105,14 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
             lab.wait_single_holder(timeout=timing.move_timeout)
         t2 = time.time()
     finally:
-        kill_pid(client.pid, signal.SIGTERM)
-        client.wait(timeout=10)
+        for proc in (client, watcher):
+            kill_pid(proc.pid, signal.SIGTERM)
+        for proc in (client, watcher):
+            proc.wait(timeout=10)
     samples = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
-    fault = measure_phase(lab, holder, t0, t1, samples)
-    restore = measure_phase(lab, holder_mid or holder, t1, t2, samples)
+    watch = [json.loads(line) for line in watch_out.read_text().splitlines() if line.startswith("{")]
+    fault = measure_phase(lab, holder, t0, t1, samples, watch)
+    restore = measure_phase(lab, holder_mid or holder, t1, t2, samples, watch)
     count, overlap = two_holders(lab, t0, t2, timing.split_tolerance)
     flaps = max(0, fault.moves - int(bool(scenario.moves))) + max(0, restore.moves - 1)
     result = Result(scenario.name, target, holder, fault, restore, flaps, count, round(overlap * 1000, 1),
@@ -127,6 +134,9 @@ def verdict(scenario: Scenario, r: Result, timing: Timing) -> list[str]:
         problems.append("VIP moved although its holder stayed healthy")
     if r.restore.holder_after is None:
         problems.append("no single VIP holder after the restore")
+    for phase, gap in (("fault", r.fault.watch_gap), ("restore", r.restore.watch_gap)):
+        if gap is None:
+            problems.append(f"the watch did not reconnect after the {phase}")
     return problems
 
 
@@ -140,8 +150,12 @@ def _wait_move(lab: Lab, holder: str, t0: float, timeout: float) -> None:
 
 
 def run_drill(topo: Topology, runtime: Runtime, scenarios: Sequence[str], timing: Timing | None = None,
-              workdir: Path | None = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Bring a lab up, run the scenarios in order, always tear it down; return the results."""
+              workdir: Path | None = None, on_result: Callable[[Result], None] | None = None,
+              on_up: Callable[[Lab], None] | None = None) -> list[Result]:
+    """Bring a lab up, run the scenarios in order, always tear it down; return the results.
+
+    ``on_up`` runs once the lab is up, before the first scenario (the bench measures the prober's CPU).
+    """
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise LabError(f"unknown scenario(s): {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
@@ -151,6 +165,8 @@ def run_drill(topo: Topology, runtime: Runtime, scenarios: Sequence[str], timing
         results: list[Result] = []
         try:
             lab.up()
+            if on_up:
+                on_up(lab)
             for name in scenarios:
                 results.append(run_scenario(lab, SCENARIOS[name], timing))
                 if on_result:

@@ -120,7 +120,7 @@ def _keepalived_values(conf: str, source: str) -> dict[str, str]:
             vip_words = next(lines).split()
             values.setdefault("vip", vip_words[0] if vip_words and vip_words[0] != "}" else "")
         elif len(words) > 1 and words[0] in ("interface", "advert_int", "interval", "fall", "rise",
-                                            "unicast_src_ip", "priority"):
+                                            "unicast_src_ip", "priority", "preempt_delay"):
             values.setdefault(words[0], words[1])
     for key in ("interface", "vip"):
         if not values.get(key):
@@ -165,7 +165,8 @@ def topology(node_files: Mapping[str, tuple[Mapping[str, bytes], Mapping[str, in
         raise LabError("the lab needs at least two masters with keepalived.conf")
     vip = ipaddress.IPv4Address(first["vip"].split("/")[0])
     api_ports = {port for _, port in servers.values()}
-    timing: dict[str, float] = {k: float(first[k]) for k in ("advert_int", "interval", "fall", "rise") if k in first}
+    timing: dict[str, float] = {k: float(first[k]) for k in ("advert_int", "interval", "fall", "rise", "preempt_delay")
+                                if k in first}
     prefix = _common_prefix([m.address for m in masters] + [vip])
     return Topology(tuple(masters), vip, prefix, lb_port, min(api_ports), timing)
 
@@ -212,25 +213,39 @@ def files_from_output_dir(out: Path) -> NodeFiles:
     return {p.parent.name: files_from_user_data(p.read_text(), str(p)) for p in found}
 
 
-def files_from_inventory(inventory: Path, profile: str | None = None) -> NodeFiles:
+def files_from_inventory(inventory: Path, profile: str | None = None, preempt: bool | None = None,
+                         preempt_delay: float | None = None) -> NodeFiles:
     """Generate every node's user-data from an inventory (optionally with another profile) and read it back.
 
-    Nothing is written beside the inventory: when the VRRP secret file does not exist yet, the lab uses a
-    throwaway secret (the lab's VRRP traffic never leaves its namespaces).
+    ``profile`` may also name a baseline (profiles.BASELINES); ``preempt`` and ``preempt_delay`` override the
+    inventory's failback policy. Nothing is written beside the inventory: when the VRRP secret file does not
+    exist yet, the lab uses a throwaway secret (the lab's VRRP traffic never leaves its namespaces).
     """
     from dataclasses import replace
 
     from kubeha import generate
     from kubeha.context import needs_secret
     from kubeha.deliver import cloudinit
-    from kubeha.profiles import PROFILES
+    from kubeha.profiles import BASELINES, PROFILES
     from kubeha.render import render_cluster
 
     cluster = generate.load_cluster(inventory).cluster
     if profile:
-        if profile not in PROFILES:
-            raise LabError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
-        cluster = replace(cluster, profile=PROFILES[profile])
+        known = {**PROFILES, **BASELINES}
+        if profile not in known:
+            raise LabError(f"unknown profile {profile!r} (known: {', '.join(known)})")
+        chosen = known[profile]
+        cluster = replace(cluster, profile=chosen, preempt=chosen.default_preempt if preempt is None else preempt)
+        if chosen.fixed_weight is not None:
+            cluster = replace(cluster, weight=chosen.fixed_weight)
+        if chosen.fixed_priorities:  # the baseline's own priorities: the first for the MASTER, the last for the rest
+            prios = [*chosen.fixed_priorities[:-1], *[chosen.fixed_priorities[-1]] * len(cluster.masters)]
+            cluster = replace(cluster, masters=tuple(replace(m, priority=prios[i], state="MASTER" if i == 0 else
+                                                             "BACKUP") for i, m in enumerate(cluster.masters)))
+    elif preempt is not None:
+        cluster = replace(cluster, preempt=preempt)
+    if preempt_delay is not None:
+        cluster = replace(cluster, preempt_delay=preempt_delay)
     secret = None
     if needs_secret(cluster):
         secret = generate.read_secret(inventory, create=False) or secrets.token_hex(4)
