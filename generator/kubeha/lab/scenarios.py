@@ -47,6 +47,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("hang-peer-apiserver", "apiserver hung (SIGSTOP) on a non-holder", "peer",
              lambda lab, n: lab.stop_apiserver(n, signal.SIGSTOP),
              lambda lab, n: lab.stop_apiserver(n, signal.SIGCONT), False),
+    Scenario("hang-prober", "the prober hung (SIGSTOP) on the VIP holder: its node must fault", "holder",
+             lambda lab, n: lab.stop_pod(n, "keepalived", signal.SIGSTOP, container="prober"),
+             lambda lab, n: lab.resume_pod(n, "keepalived", container="prober"), True),
     Scenario("pull-cable", "cable pulled on the VIP holder", "holder",
              lambda lab, n: lab.set_link(n, False), lambda lab, n: lab.set_link(n, True), True),
     Scenario("power-off", "VIP holder powered off", "holder",
@@ -75,8 +78,9 @@ class Timing:
         advert = t.get("advert_int", 1.0)
         checks = t.get("interval", 1.0) * max(t.get("fall", 1.0), t.get("rise", 1.0), 2.0)
         delay = t.get("preempt_delay", 0.0)  # a failback waits this long: the restore must outlast it
-        return Timing(settle=max(3.0, checks + 2 * advert + 1.0, delay + 2.0), rate=rate,
-                      split_tolerance=3 * advert + 0.1)
+        detect = t.get("interval", 1.0) * (t.get("fall", 1.0) + 1) + 4 * advert  # the slowest check's worst case
+        return Timing(move_timeout=max(10.0, detect + 2.0), settle=max(3.0, checks + 2 * advert + 1.0, delay + 2.0),
+                      rate=rate, split_tolerance=3 * advert + 0.1)
 
 
 def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
