@@ -3,8 +3,9 @@
 Each repetition builds a fresh lab from the inventory's generated configs, runs the scenarios, and tears it
 down. Prints one table, per variant and scenario, median / worst over the repetitions: VIP moved in, failed
 client requests (20 new TLS connections/s), watch reconnect (longest time a long-lived TLS watch through the
-VIP went without events), VIP back in and failed requests on restore, runs with flaps, the longest two-holder
-overlap, runs that failed a check; then the prober's CPU cost, measured on the lab's nodes.
+VIP went without events), VIP back in and failed requests on restore, runs with flaps, blips (an interim
+holder that yielded within one advert: two backups taking over together, VRRP convergence, not a move), the
+longest two-holder overlap, runs that failed a check; then the prober's CPU cost, measured on the lab's nodes.
 
 A variant is a profile (``classic``, ``fast``, or the bench-only baseline ``kubeadm-guide``) with optional
 failback overrides: ``fast+preempt`` (take the VIP back at once), ``fast+delay=2`` (preempt after 2 s),
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,stop-apiserver,pull-cable,power-off"
 DEFAULT_VARIANTS = "classic,kubeadm-guide,fast"
 COLUMNS = ("variant", "scenario", "runs", "VIP moved in", "failed", "watch reconnect", "back in",
-           "failed on restore", "watch on restore", "flaps", "two holders max", "failed checks")
+           "failed on restore", "watch on restore", "flaps", "blips", "two holders max", "failed checks")
 CPU_SECONDS = 10.0
 
 
@@ -126,7 +127,7 @@ def summarize(variant: str, results: list[lab.Result]) -> list[tuple[str, ...]]:
                                             else ""),
                      _spread([float(r.restore.failed) for r in rs]), _watch([r.restore.watch_gap for r in rs]),
                      f"{sum(1 for r in rs if r.flaps)} ({sum(r.flaps for r in rs)} extra moves)",
-                     f"{max(r.overlap_ms for r in rs):.0f} ms", str(sum(1 for r in rs if r.problems))))
+                     str(sum(r.fault.blips + r.restore.blips for r in rs)), f"{max(r.overlap_ms for r in rs):.0f} ms", str(sum(1 for r in rs if r.problems))))
     return rows
 
 

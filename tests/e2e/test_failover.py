@@ -2,8 +2,10 @@
 
 Masters are network namespaces on a bridge in its own namespace (198.18.0.0/15 only, no route out). The
 assertions are behaviour (the VIP ends on exactly one healthy node, never two holders beyond VRRP's own
-convergence, a move when the holder breaks, none when only a peer's apiserver does); the timings themselves go
-to bench/failover.py. The first tests (no marker) check the lab's reading of the generated files.
+convergence, a move when the holder breaks, none when only a peer's apiserver does, a long-lived watch through
+the VIP reconnects, the failback follows the policy) and the goals' shape at relaxed bounds for a noisy CI
+machine (moves within 1 s, no flap, the watch back within 2 s); the timings themselves go to
+bench/failover.py. The first tests (no marker) check the lab's reading of the generated files.
 """
 
 from __future__ import annotations
@@ -122,16 +124,33 @@ def _table(results: list[lab.Result]) -> str:
     return cli_drill.format_table(cli_drill.table_rows(results))
 
 
-def _check(results: list[lab.Result], scenarios: list[str]) -> None:
+MOVE_WITHIN = 1.0  # relaxed from the goals (0.3-0.4 s) for a shared CI machine
+WATCH_WITHIN = 2.0  # relaxed from the goal (1 s)
+
+
+def _check(results: list[lab.Result], scenarios: list[str], fast: bool = True, failback: bool = False) -> None:
+    """Behaviour always; with ``fast``, the goals' shape at relaxed bounds; ``failback``: preempt is on."""
     table = _table(results)
     assert [r.scenario for r in results] == scenarios, table
     for r in results:
         assert r.problems == [], f"{r.scenario}: {r.problems}\n{table}"
         assert r.fault.requests > 20 and r.restore.requests > 20, f"{r.scenario}: the client did not run\n{table}"
-        if lab.SCENARIOS[r.scenario].moves:
+        moves = lab.SCENARIOS[r.scenario].moves
+        if moves:
             assert r.fault.moved_in is not None and r.fault.moved_in <= 10, table
             assert r.fault.holder_after != r.target, table
         assert r.restore.holder_after is not None, table
+        assert r.fault.watch_gap is not None and r.restore.watch_gap is not None, f"{r.scenario}: watch lost\n{table}"
+        if not fast:
+            continue
+        assert r.flaps == 0 and r.split_brain == 0, f"{r.scenario}: flapped or two holders\n{table}"
+        if moves and r.scenario != "hang-prober":  # a hung prober faults its node after its verdict goes stale
+            assert r.fault.moved_in is not None and r.fault.moved_in <= MOVE_WITHIN, f"{r.scenario}\n{table}"
+        assert r.fault.watch_gap <= WATCH_WITHIN and r.restore.watch_gap <= WATCH_WITHIN, f"{r.scenario}\n{table}"
+        if moves and failback:  # the recovered holder takes the VIP back: one move, no more
+            assert r.restore.moves == 1 and r.restore.holder_after == r.target, f"{r.scenario}\n{table}"
+        elif moves:  # nopreempt: the VIP stays where it went, no second interruption
+            assert r.restore.moves == 0 and r.restore.moved_in is None, f"{r.scenario}\n{table}"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +180,7 @@ def test_three_masters_every_scenario_from_the_images(images_runtime: lab.Contai
                                                       tmp_path: Path, no_leftovers: None) -> None:
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
     images_runtime.check_images(_images_of(topo))
-    scenarios = list(lab.DEFAULT_SCENARIOS)
+    scenarios = [*lab.DEFAULT_SCENARIOS, "hang-prober"]
     results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path)  # logs stay on failure
     print("\n" + _table(results))
     _check(results, scenarios)
@@ -194,6 +213,28 @@ def test_host_runtime_same_configs(tmp_path: Path, no_leftovers: None) -> None:
     results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
     print("\n" + _table(results))
     _check(results, scenarios)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_failback_with_preempt_takes_the_vip_back_once(tmp_path: Path, no_leftovers: None) -> None:
+    _require("host")
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE, preempt=True))
+    scenarios = ["kill-haproxy", "power-off"]
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios, failback=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_classic_still_fails_over(tmp_path: Path, no_leftovers: None) -> None:
+    _require("host")
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE, "classic"))
+    scenarios = ["kill-haproxy"]
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios, fast=False)
 
 
 @pytest.mark.e2e

@@ -38,9 +38,15 @@ def table_rows(results: list[lab.Result]) -> list[tuple[str, ...]]:
     """One row of text per result, in the order of :data:`COLUMNS`."""
     return [(r.scenario, r.target, _seconds(r.fault.moved_in), f"{r.fault.failed}/{r.fault.requests}",
              _watch(r.fault.watch_gap), _seconds(r.restore.moved_in), f"{r.restore.failed}/{r.restore.requests}",
-             _watch(r.restore.watch_gap), str(r.flaps), f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms",
+             _watch(r.restore.watch_gap), _flaps(r), f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms",
              "; ".join(r.problems) or "ok")
             for r in results]
+
+
+def _flaps(r: lab.Result) -> str:
+    """Flaps, and blips (interim holders that yielded within one advert) when there were any."""
+    blips = r.fault.blips + r.restore.blips
+    return f"{r.flaps} ({blips} blip{'s' if blips > 1 else ''})" if blips else str(r.flaps)
 
 
 def _watch(gap: float | None) -> str:

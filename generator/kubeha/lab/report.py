@@ -20,6 +20,7 @@ class Phase:
     holder_after: str | None
     watch_gap: float | None = 0.0  # longest time the watch went without events (0: unbroken, None: never back)
     watch_breaks: int = 0  # how often the watch connection broke
+    blips: int = 0  # interim holders that yielded within VRRP's convergence time (not moves, not flaps)
 
 
 @dataclass
@@ -62,27 +63,42 @@ def watch_gaps(watch: list[dict[str, Any]], start: float, end: float) -> tuple[f
 
 
 def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list[dict[str, Any]],
-                  watch: list[dict[str, Any]] | None = None) -> Phase:
+                  watch: list[dict[str, Any]] | None = None, tolerance: float = 0.0) -> Phase:
     """Measure one phase from the VIP events, the client's samples and the watch's events in [start, end)."""
     events = [e for e in lab.monitor.since(start) if e.t < end]
     added = [e for e in events if e.added and e.node != holder]
-    moves = count_moves(lab, start, events)
+    moves, blips = count_moves(lab, start, events, end, tolerance)
     window = [s for s in samples if start <= s["t"] < end]
     held = lab.monitor.holders_at(end)
     gap, breaks = watch_gaps(watch or [], start, end)
     return Phase(round(added[0].t - start, 3) if added else None, moves,
-                 sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks)
+                 sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks, blips)
 
 
-def count_moves(lab: Lab, start: float, events: list[VipEvent]) -> int:
-    """How often a new node became the sole connected holder (a short two-holder overlap is not a move)."""
+def count_moves(lab: Lab, start: float, events: list[VipEvent], end: float | None = None,
+                tolerance: float = 0.0) -> tuple[int, int]:
+    """(moves, blips): how often a new node became the sole connected holder, and how many of those were blips.
+
+    A short two-holder overlap is not a move. A blip is a sole holder that gave the VIP up again within
+    ``tolerance`` (VRRP convergence: two backups whose skew timers fire together both take over, and the
+    lower-priority one yields on the other's first advert); it is reported, not counted as a move.
+    """
     last = sole({n for n in lab.monitor.holders_at(start) if lab.connected(n, start)})
-    moves = 0
+    segments: list[tuple[float, str]] = []  # (since, sole holder)
     for e in events:
         one = sole({n for n in lab.monitor.holders_at(e.t) if lab.connected(n, e.t)})
-        if one is not None and one != last:
+        if one is not None and one != (segments[-1][1] if segments else last):
+            segments.append((e.t, one))
+    moves = blips = 0
+    stop = end if end is not None else float("inf")
+    for i, (since, one) in enumerate(segments):
+        until = segments[i + 1][0] if i + 1 < len(segments) else stop
+        if i + 1 < len(segments) and until - since < tolerance:
+            blips += 1
+            continue
+        if one != last:
             moves, last = moves + 1, one
-    return moves
+    return moves, blips
 
 
 def two_holders(lab: Lab, start: float, end: float, tolerance: float) -> tuple[int, float]:

@@ -43,7 +43,12 @@ class HostRuntime(Runtime):
     def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path) -> int:
         """Start the container's command with `ip netns exec` + `unshare --mount`."""
         script = ["set -e", "mount -t tmpfs -o mode=0755 lab-run /run"]
-        for parent in _missing_parents(spec.mounts):
+        for m in spec.mounts:  # under the fresh /run: make the mount point (a directory, or a file)
+            if m.container_path.startswith("/run/"):
+                target = shlex.quote(m.container_path)
+                is_dir = (root / m.host_path.lstrip("/")).is_dir()
+                script.append(f"mkdir -p {target}" if is_dir else f"mkdir -p $(dirname {target}) && : > {target}")
+        for parent in _missing_parents([m for m in spec.mounts if not m.container_path.startswith("/run/")]):
             # a file this machine lacks (no /etc/keepalived/keepalived.conf here): show the node's directory
             script.append(f"mount --bind {shlex.quote(str(root / parent.lstrip('/')))} {shlex.quote(parent)}")
         for m in spec.mounts:

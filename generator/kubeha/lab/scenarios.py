@@ -70,6 +70,9 @@ class Timing:
     # that time out together, or a preempting master and the old one, overlap until the next advert lands.
     # Longer than that means adverts are not getting through. The longest overlap is always reported.
     split_tolerance: float = 0.4
+    # An interim holder that yields within one advert is VRRP convergence (two backups taking over together),
+    # reported as a blip; anything longer is a move (and, when not expected, a flap).
+    blip_tolerance: float = 0.1
 
     @staticmethod
     def for_topology(topo: Topology, rate: float = 20.0) -> Timing:
@@ -80,7 +83,7 @@ class Timing:
         delay = t.get("preempt_delay", 0.0)  # a failback waits this long: the restore must outlast it
         detect = t.get("interval", 1.0) * (t.get("fall", 1.0) + 1) + 4 * advert  # the slowest check's worst case
         return Timing(move_timeout=max(10.0, detect + 2.0), settle=max(3.0, checks + 2 * advert + 1.0, delay + 2.0),
-                      rate=rate, split_tolerance=3 * advert + 0.1)
+                      rate=rate, split_tolerance=3 * advert + 0.1, blip_tolerance=advert)
 
 
 def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
@@ -115,8 +118,8 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
             proc.wait(timeout=10)
     samples = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     watch = [json.loads(line) for line in watch_out.read_text().splitlines() if line.startswith("{")]
-    fault = measure_phase(lab, holder, t0, t1, samples, watch)
-    restore = measure_phase(lab, holder_mid or holder, t1, t2, samples, watch)
+    fault = measure_phase(lab, holder, t0, t1, samples, watch, timing.blip_tolerance)
+    restore = measure_phase(lab, holder_mid or holder, t1, t2, samples, watch, timing.blip_tolerance)
     count, overlap = two_holders(lab, t0, t2, timing.split_tolerance)
     flaps = max(0, fault.moves - int(bool(scenario.moves))) + max(0, restore.moves - 1)
     result = Result(scenario.name, target, holder, fault, restore, flaps, count, round(overlap * 1000, 1),
