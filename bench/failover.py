@@ -127,7 +127,8 @@ def summarize(variant: str, results: list[lab.Result]) -> list[tuple[str, ...]]:
                                             else ""),
                      _spread([float(r.restore.failed) for r in rs]), _watch([r.restore.watch_gap for r in rs]),
                      f"{sum(1 for r in rs if r.flaps)} ({sum(r.flaps for r in rs)} extra moves)",
-                     str(sum(r.fault.blips + r.restore.blips for r in rs)), f"{max(r.overlap_ms for r in rs):.0f} ms", str(sum(1 for r in rs if r.problems))))
+                     str(sum(r.fault.blips + r.restore.blips for r in rs)), f"{max(r.overlap_ms for r in rs):.0f} ms",
+                     str(sum(1 for r in rs if r.problems))))
     return rows
 
 

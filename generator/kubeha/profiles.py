@@ -113,7 +113,7 @@ PROFILES: dict[str, Profile] = {
     "fast": Profile(
         name="fast", vrrp_version=3, advert_int=0.1, check_interval=1, check_timeout=1, check_fall=1,
         check_rise=2, curl_connect_timeout=0.2, curl_max_time=0.3, hap_inter_ms=500, hap_fastinter_ms=200,
-        hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=300, hap_timeout_check_ms=300,
+        hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=100, hap_timeout_check_ms=300,
         hap_fast_markdown=True, hap_redispatch=True, check_via_monitor=True,
         hap_shutdown_sessions=True, probe=True, check_faults=True, default_preempt=False,
     ),

@@ -124,6 +124,8 @@ def _watch_once(host: str, port: int, ctx: ssl.SSLContext, deadline: float,
     except OSError as exc:
         emit({"event": "fail", "why": type(exc).__name__})
         return
+    # as Go (client-go) does by default: small writes go out at once instead of waiting behind unacked ones
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     last, node, up = time.time(), "", False
     try:
         with raw, ctx.wrap_socket(raw, server_hostname="kubernetes") as tls:
