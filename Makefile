@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export KUBEHA_CACHE ?= $(CURDIR)/.cache
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps demo test test-fast test-e2e lint golden bench clean
+.PHONY: help setup deps demo dist test test-fast test-e2e lint golden bench clean
 
 help:
 	@echo "make demo       set up the virtualenv and generate user-data for examples/ into out/"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint       ruff + mypy"
 	@echo "make golden     rewrite tests/cases/*/expected (review the diff!)"
 	@echo "make bench      print the benchmark figures"
+	@echo "make dist       build the sdist and wheel into dist/ (python -m build)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/install-deps.sh --minimal
@@ -32,6 +33,10 @@ demo: setup
 	$(VENV)/bin/kubeha check examples/cluster.yaml
 	$(VENV)/bin/kubeha gen userdata examples/cluster.yaml -o out/cluster
 	$(VENV)/bin/kubeha gen userdata examples/seed-hosts.ini -o out/seed
+
+dist: setup
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 test: deps setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -57,4 +62,4 @@ bench: setup
 	$(PY) bench/failover.py --runtime containerd
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out dist build bundles/out .pytest_cache .mypy_cache .ruff_cache

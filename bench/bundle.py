@@ -117,7 +117,7 @@ def child(args: argparse.Namespace) -> None:
     import tracemalloc
 
     from kubeha.bundle import PackInput, pack_bundle, verify_bundle
-    from kubeha.signing import Signer
+    from kubeha.bundle.signing import Signer
 
     work = Path(args.work)
     tracemalloc.start()

@@ -24,7 +24,7 @@ import docker  # noqa: E402
 
 from e2e.daemons import short_workdir, start_dockerd, stop_and_remove  # noqa: E402
 from fixtures.image_base import BASE_REF, ensure_base_tarball, import_base  # noqa: E402
-from kubeha import images  # noqa: E402
+from kubeha.bundle import images  # noqa: E402
 
 TARGET_MB = 60.0
 

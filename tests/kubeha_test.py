@@ -25,6 +25,7 @@ class Case:
 
     name: str
     inventory: Path
+    vrrp: bool = True  # False: vip_mode external, masters run haproxy only (no keepalived files)
 
     @property
     def expected(self) -> Path:
@@ -36,7 +37,10 @@ GOLDEN_CASES = [
     Case("example-yaml", EXAMPLES / "cluster.yaml"),
     Case("five-masters", CASES / "five-masters" / "inventory.yaml"),
     Case("classic", CASES / "classic" / "inventory.ini"),
+    Case("external", CASES / "external" / "inventory.yaml", vrrp=False),
+    Case("external-ini", CASES / "external-ini" / "inventory.ini", vrrp=False),
 ]
+VRRP_CASES = [c for c in GOLDEN_CASES if c.vrrp]
 
 
 def staged_inventory(src: Path, tmp: Path) -> Path:

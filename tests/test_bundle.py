@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 
 from kubeha.bundle import (
     IMAGES_TAR,
+    Expect,
     PackInput,
     PackResult,
     VerifyReport,
@@ -37,6 +39,7 @@ from kubeha.errors import ChecksumError, InvalidInput
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture shared with the signing tests
 
 REFS = ("kubeha.local/keepalived:2.2.7", "kubeha.local/haproxy:2.6.12")
+CLUSTER_ID = "0123456789abcdef0123456789abcdef"
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -88,7 +91,8 @@ def images_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def packed(tmp_path: Path, gpg_keys: Keys, images_tar: Path) -> PackResult:
-    return pack_bundle(tmp_path / "out", DOCUMENTS, PackInput("lab", images_tar, name="lab"), gpg_keys.trusted.signer())
+    return pack_bundle(tmp_path / "out", DOCUMENTS, PackInput("lab", images_tar, name="lab", cluster_id=CLUSTER_ID, serial=7),
+                       gpg_keys.trusted.signer())
 
 
 def test_round_trip(packed: PackResult, gpg_keys: Keys) -> None:
@@ -112,7 +116,8 @@ def test_layout_and_contents(packed: PackResult, images_tar: Path) -> None:
     # coreutils agrees with every line
     subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=root, check=True)
     manifest = json.loads((root / "bundle.json").read_text())
-    assert manifest["format"] == 1 and manifest["cluster"] == "lab"
+    assert manifest["format"] == 2 and manifest["cluster"] == "lab"
+    assert manifest["cluster_id"] == CLUSTER_ID and manifest["serial"] == 7
     assert sorted(ref for image in manifest["images"]["images"] for ref in image["refs"]) == sorted(REFS)
     assert sorted(manifest["nodes"]) == ["master1", "master2"]
     index = (root / "images/index.txt").read_text().splitlines()
@@ -125,16 +130,21 @@ def test_tar_is_reproducible(
     images_tar: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inputs = PackInput("lab", images_tar)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    inputs = PackInput("lab", images_tar, cluster_id=CLUSTER_ID)
     first = pack_bundle(tmp_path / "a", DOCUMENTS, inputs, gpg_keys.trusted.signer())
     old_umask = os.umask(0o077)  # a stricter umask must not change a byte
     try:
         second = pack_bundle(tmp_path / "b", DOCUMENTS, inputs, gpg_keys.trusted.signer())
     finally:
         os.umask(old_umask)
-    assert first.tarball.read_bytes() == second.tarball.read_bytes()
+    # without SOURCE_DATE_EPOCH the signature is made now: only the bytes of SHA256SUMS.asc may differ
+    a, b = first.tarball.read_bytes(), second.tarball.read_bytes()
     with tarfile.open(first.tarball) as tar:
         members = tar.getmembers()
+        asc = tar.getmember("lab/SHA256SUMS.asc")
+    assert len(a) == len(b)
+    assert all(asc.offset_data <= i < asc.offset_data + asc.size for i in range(len(a)) if a[i] != b[i])
     assert [m.name for m in members][:3] == ["lab", "lab/SHA256SUMS", "lab/SHA256SUMS.asc"]
     assert {(m.mtime, m.uid, m.gid, m.uname) for m in members} == {(0, 0, 0, "root")}
     assert not any(m.pax_headers for m in members)
@@ -144,6 +154,7 @@ def test_tar_is_reproducible(
         assert {m.mtime for m in tar.getmembers()} == {1900000000}
     fourth = pack_bundle(tmp_path / "d", DOCUMENTS, inputs, gpg_keys.trusted.signer())
     assert third.tarball.read_bytes() == fourth.tarball.read_bytes() != first.tarball.read_bytes()
+    assert verify_bundle(third.tarball, gpg_keys.trusted.public).signed_at == 1900000000
 
 
 def test_repack_replaces_and_leaves_no_temp(packed: PackResult, gpg_keys: Keys, images_tar: Path) -> None:
@@ -237,7 +248,7 @@ def _flip(path: Path, offset: int = -1) -> None:
 
 def _resign_with(key_home: Path, fpr: str) -> Callable[[Path], None]:
     def tamper(root: Path) -> None:
-        from kubeha.signing import Signer
+        from kubeha.bundle.signing import Signer
 
         (root / "SHA256SUMS.asc").write_bytes(Signer(key_home, fpr).sign_detached(root / "SHA256SUMS"))
 
@@ -251,12 +262,12 @@ TAMPERS: dict[str, tuple[Callable[[Path], None] | str, int, str]] = {
         3,
         "checksum mismatch: nodes/master1/user-data",
     ),
-    "bit in SHA256SUMS": (lambda r: _flip(r / "SHA256SUMS", 3), 4, "SHA256SUMS.asc: signature bad"),
+    "bit in SHA256SUMS": (lambda r: _flip(r / "SHA256SUMS", 3), 4, "SHA256SUMS.asc: BADSIG"),
     "bit in signature": (lambda r: _flip(r / "SHA256SUMS.asc", 100), 4, "SHA256SUMS.asc: "),
     "truncated image": (
         lambda r: (r / IMAGES_TAR).write_bytes((r / IMAGES_TAR).read_bytes()[:-512]),
         3,
-        "checksum mismatch: images/images.tar",
+        "size differs: images/images.tar: 30208 bytes, signed size 30720 (nothing read past the signed files)",
     ),
     "extra file": (lambda r: (r / "nodes/master1/evil").write_text("x"), 3, "extra: nodes/master1/evil"),
     "missing file": (
@@ -264,11 +275,11 @@ TAMPERS: dict[str, tuple[Callable[[Path], None] | str, int, str]] = {
         3,
         "missing: nodes/master2/meta-data",
     ),
-    "other key": ("other", 4, "which is not in the trusted keyring"),
+    "other key": ("other", 4, "signed by unknown key"),
     "unsigned": (
         lambda r: (r / "SHA256SUMS.asc").unlink(),
         4,
-        "SHA256SUMS.asc is missing: the bundle is not signed",
+        "SHA256SUMS.asc is missing: nothing in this bundle is signed",
     ),
     "no sums": (
         lambda r: (r / "SHA256SUMS").unlink(),
@@ -319,6 +330,7 @@ def tar_member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarf
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, link
     info.size = 6 if kind == tarfile.REGTYPE else 0
+    info.mode = 0o644
     return info
 
 
@@ -356,7 +368,7 @@ def test_hostile_tar_refused_before_extraction(
     before = sorted(p.name for p in tmp_path.iterdir())
     report = verify_bundle(evil, gpg_keys.trusted.public)
     _check(report, 3, message)
-    assert "nothing extracted" in report.errors[0]
+    assert report.errors[0].startswith("unsafe bundle, nothing read: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == before and list(work.iterdir()) == []
     assert not Path("/tmp/kubeha-escaped").exists()
 
@@ -364,7 +376,7 @@ def test_hostile_tar_refused_before_extraction(
 def test_not_a_tar(tmp_path: Path, gpg_keys: Keys) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"\x00garbage" * 100)
-    _check(verify_bundle(junk, gpg_keys.trusted.public), 3, "not a readable tar")
+    _check(verify_bundle(junk, gpg_keys.trusted.public), 3, "not a readable plain tar")
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -374,10 +386,12 @@ def test_cli_verify_ok_and_json(packed: PackResult, gpg_keys: Keys) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["verify", str(packed.tarball), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"OK {packed.tarball}: signature by {gpg_keys.trusted.fingerprint}, 8 files match\n"
+    assert result.stdout == (f"OK {packed.tarball}: cluster lab ({CLUSTER_ID}) serial 7, signature by "
+                             f"{gpg_keys.trusted.fingerprint}, 8 files match\n")
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public), "--json"])
     data = json.loads(result.stdout)
-    assert result.exit_code == 0 and data["ok"] is True and data["files"] == 8 and data["missing"] == []
+    assert result.exit_code == 0 and data["ok"] is True and data["command"] == "bundle verify"
+    assert data["result"]["files"] == 8 and data["result"]["missing"] == []
 
 
 def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
@@ -387,16 +401,17 @@ def test_cli_verify_failures(packed: PackResult, gpg_keys: Keys) -> None:
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: checksum mismatch: images/images.tar; extra: nodes/master1/evil\n"
-        f"FAILED {packed.directory}: checksum verification failed\n"
+        "kubeha: error: extra: nodes/master1/evil (nothing read past the signed files)\n"
+        f"kubeha: FAILED {packed.directory}: checksum verification failed\n"
     )
     result = runner.invoke(app, ["verify", str(packed.directory), "--keyring", str(gpg_keys.other.public), "--json"])
     assert result.exit_code == 4
     data = json.loads(result.stdout)
-    assert data["ok"] is False and "not in the trusted keyring" in data["errors"][0]
+    assert data["ok"] is False and "signed by unknown key" in data["errors"][0]["message"]
     result = runner.invoke(app, ["verify", str(packed.directory / "nope"), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+    assert result.stderr == (f"{packed.directory / 'nope'}: error: bundle: no such file or directory\n"
+                             "kubeha: 1 error(s), 0 warning(s)\n")
 
 
 def test_cli_help() -> None:
@@ -414,7 +429,10 @@ def inventory(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
+def test_cli_pack_from_inventory(
+    inventory: Path, images_tar: Path, gpg_keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.time())))
     runner = CliRunner()
     key = gpg_keys.trusted
     out = tmp_path / "bundles"
@@ -422,7 +440,7 @@ def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Ke
     args += ["--gnupghome", str(key.home), "-o", str(out), "--name", "demo"]
     result = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["signer"] == key.fingerprint and data["tarball"] == str(out / "demo.tar")
     assert data["tar_bytes"] == (out / "demo.tar").stat().st_size
     master = (out / "demo/nodes/master1/user-data").read_text()
@@ -431,10 +449,20 @@ def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Ke
     manifest = json.loads((out / "demo/bundle.json").read_text())
     assert manifest["install"] == {"runtime": "containerd", "source": "https://198.18.0.10/b/demo.tar"}
     assert sorted(manifest["nodes"]) == ["master1", "master2", "master3", "worker1", "worker2"]
-    # the same inputs again: byte-identical tar
+    assert data["serial"] == 1 and manifest["serial"] == 1 and len(manifest["cluster_id"]) == 32
+    cid = inventory.with_name("cluster.yaml.cluster-id")
+    assert cid.read_text() == manifest["cluster_id"] + "\n" and cid.stat().st_mode & 0o777 == 0o600
+    assert f"KUBEHA_CLUSTER_ID={manifest['cluster_id']}" in master and "KUBEHA_MIN_SERIAL=1" in master
+    assert f"KUBEHA_KEY_FPR={key.fingerprint}" in master
+    # the same inputs (serial 1 again, same SOURCE_DATE_EPOCH): byte-identical tar
     first = (out / "demo.tar").read_bytes()
-    again = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
+    again = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--serial", "1"])
     assert again.exit_code == 0 and (out / "demo.tar").read_bytes() == first
+    # without --serial: one more than the last; a lower one is refused
+    third = runner.invoke(app, [*args, "--bundle-source", "https://198.18.0.10/b/demo.tar", "--json"])
+    assert third.exit_code == 0 and json.loads(third.stdout)["result"]["serial"] == 2
+    lower = runner.invoke(app, [*args, "--serial", "1"])
+    assert lower.exit_code == 1 and "1 is lower than the last packed serial 2" in lower.stderr
     verified = runner.invoke(app, ["verify", str(out / "demo.tar"), "--keyring", str(key.public)])
     assert verified.exit_code == 0 and verified.stdout.startswith("OK ")
 
@@ -442,10 +470,11 @@ def test_cli_pack_from_inventory(inventory: Path, images_tar: Path, gpg_keys: Ke
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--runtime", "podman"], 2, "error: --runtime: 'podman' is not containerd or docker\n"),
-        (["--sign-key", "nobody@kubeha.invalid"], 1, "error: no secret key matching 'nobody@kubeha.invalid' in "),
-        (["--gnupghome", "/nonexistent"], 1, "error: GnuPG home /nonexistent does not exist\n"),
-        (["--bundle-source", "relative/path"], 1, "is not cidata, an absolute path or an http(s) URL\n"),
+        (["--runtime", "podman"], 2, "Error: Invalid value for '--runtime': Value error, 'podman' is not one of "
+                                     "'containerd', 'docker'.\n"),
+        (["--sign-key", "nobody@kubeha.invalid"], 1, "kubeha: error: no secret key matching 'nobody@kubeha.invalid' in "),
+        (["--gnupghome", "/nonexistent"], 1, "kubeha: error: GnuPG home /nonexistent does not exist; nothing written\n"),
+        (["--bundle-source", "relative/path"], 1, "is not cidata, label:LABEL, an absolute path or an http(s) URL\n"),
     ],
 )
 def test_cli_pack_bad_input(
@@ -488,7 +517,7 @@ def test_install_script_is_static_and_lints(tmp_path: Path) -> None:
 def test_install_unit_verifies(tmp_path: Path) -> None:
     from kubeha.render import render_template
 
-    unit = render_template("/etc/systemd/system/kubeha-install.service", {})
+    unit = render_template("/etc/systemd/system/kubeha-install.service", {"script": "/usr/local/sbin/kubeha-install"})
     assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
     assert "After=" in unit and "containerd.service" in unit and "Before=kubelet.service" in unit
     script = tmp_path / "kubeha-install"
@@ -510,7 +539,7 @@ def test_cli_pack_refuses_a_non_archive(inventory: Path, gpg_keys: Keys, tmp_pat
     args = ["pack", str(inventory), "--images", str(junk), "--sign-key", key.fingerprint]
     result = CliRunner().invoke(app, [*args, "--gnupghome", str(key.home), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {junk}") and "Traceback" not in result.output
+    assert result.stderr.startswith(f"kubeha: error: {junk}") and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -520,7 +549,17 @@ def test_cli_verify_hostile_tar_exact_stderr(packed: PackResult, gpg_keys: Keys,
     result = CliRunner().invoke(app, ["verify", str(evil), "--keyring", str(gpg_keys.trusted.public)])
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: unsafe tar, nothing extracted: lab/nodes/link: symlink refused\n"
-        f"FAILED {evil}: checksum verification failed\n"
+        "kubeha: error: unsafe bundle, nothing read: lab/nodes/link: symlink refused\n"
+        f"kubeha: FAILED {evil}: checksum verification failed\n"
     )
     assert result.stdout == ""
+
+
+def test_per_node_subset(packed: PackResult, gpg_keys: Keys) -> None:
+    """A master's share of a bundle (as on its seed ISO) verifies for that master only."""
+    shutil.rmtree(packed.directory / "nodes/master2")
+    assert verify_bundle(packed.directory, gpg_keys.trusted.public, expect=Expect(node="master1")).ok
+    report = verify_bundle(packed.directory, gpg_keys.trusted.public)
+    assert report.exit_code == 3 and report.missing == ["nodes/master2/meta-data", "nodes/master2/user-data"]
+    report = verify_bundle(packed.directory, gpg_keys.trusted.public, expect=Expect(node="master2"))
+    assert report.exit_code == 3 and report.missing == ["nodes/master2/meta-data", "nodes/master2/user-data"]

@@ -83,7 +83,7 @@ def test_check_prints_plan_and_budget() -> None:
 def test_check_json() -> None:
     code, stdout, _ = run("check", "--json", str(EXAMPLES / "seed-hosts.ini"))
     assert code == 0
-    plan = json.loads(stdout)
+    plan = json.loads(stdout)["result"]
     assert [(m["name"], m["state"], m["priority"]) for m in plan["masters"]] == [
         ("node01", "MASTER", 100), ("node02", "BACKUP", 80), ("node03", "BACKUP", 70)]
     assert plan["weight"] == -35  # spread 30 -> weight 35: a failing node01 (65) drops below node03 (70)
@@ -93,8 +93,31 @@ def test_check_json() -> None:
 def test_seed_pattern_interface_warns(tmp_path: Path) -> None:
     code, _, stderr = run("check", str(EXAMPLES / "seed-hosts.ini"))
     assert code == 0
-    assert stderr == (f"{EXAMPLES / 'seed-hosts.ini'}:16: warning: [all:vars].interface: 'eth.*' is a pattern; "
+    assert stderr == (f"{EXAMPLES / 'seed-hosts.ini'}:15: warning: [all:vars].k8s_version: accepted but "
+                      "unused: kubeha does not install Kubernetes (pick the version in your kubeadm or distribution "
+                      "tooling)\n"
+                      f"{EXAMPLES / 'seed-hosts.ini'}:16: warning: [all:vars].ip_interface: 'eth.*' is a pattern; "
                       "using 'eth0' (set interface=NAME per host or a plain name here to choose)\n")
+
+
+@pytest.mark.parametrize(("masters", "interface", "expected"), [
+    (3, True, []),
+    (3, False, ["interface: not set: assuming eth0, but cloud and hypervisor images often name the NIC ens3, "
+                "ens18 or ens192; set interface (for the cluster or per host)"]),
+    (2, True, ["masters: two masters: etcd needs a majority, so losing either one stops the control plane; "
+               "use three"]),
+    (4, True, ["masters: 4 masters: an even number tolerates no more failures than 3 (etcd quorum); "
+               "use an odd number"]),
+    (5, True, []),
+])
+def test_defaults_that_bite_warn(tmp_path: Path, masters: int, interface: bool, expected: list[str]) -> None:
+    inv = tmp_path / "c.yaml"
+    lines = ["cluster:", "  vip: 198.18.0.10/24", *(["  interface: ens3"] if interface else []), "masters:"]
+    lines += [f"  - {{name: m{i}, address: 198.18.0.{11 + i}}}" for i in range(masters)]
+    inv.write_text("\n".join(lines) + "\n")
+    code, stdout, stderr = run("check", str(inv))
+    assert code == 0 and stdout
+    assert [ln.split(": warning: ", 1)[1].removeprefix("cluster.") for ln in stderr.splitlines()] == expected
 
 
 def test_classic_profile_warns_about_flapping(tmp_path: Path) -> None:
@@ -108,13 +131,14 @@ def test_classic_profile_warns_about_flapping(tmp_path: Path) -> None:
 
 def test_gen_exact_stderr_for_two_errors(tmp_path: Path) -> None:
     inv = tmp_path / "bad.ini"
-    inv.write_text("[k8s-master]\n198.18.0.11 name=m1 priority=300\n198.18.0.11 name=m2\n[all:vars]\nvip=198.18.0.10\n")
+    inv.write_text("[k8s-master]\n198.18.0.11 name=m1 priority=300\n198.18.0.12 name=m1\n198.18.0.13 name=m3\n"
+                   "[all:vars]\nvip=198.18.0.10\ninterface=eth0\n")
     code, stdout, stderr = run("gen", "userdata", str(inv), "-o", str(tmp_path / "out"))
     assert code == 1
     assert stdout == ""
     assert stderr == (
-        f"{inv}:2: error: [k8s-master][0].priority: 300 is out of range 1-254\n"
-        f"{inv}:3: error: m2: duplicate address 198.18.0.11 (first at line 2)\n"
+        f"{inv}:2: error: 198.18.0.11.priority: 300 is out of range 1-254\n"
+        f"{inv}:3: error: m1: duplicate node name (first at line 2)\n"
         "kubeha: 2 error(s), 0 warning(s); nothing written\n")
     assert not (tmp_path / "out").exists()
 
@@ -131,10 +155,10 @@ def test_gen_writes_private_files_and_replaces_old_output(tmp_path: Path) -> Non
     (out / "master1").mkdir(parents=True)
     (out / "master1" / "stale").write_text("old")
     (out / "unrelated.txt").write_text("keep me")
-    code, stdout, _ = run("gen", "userdata", str(inv), "-o", str(out))
+    code, stdout, _ = run("gen", "userdata", str(inv), "-o", str(out), "--force")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["master1", "master2", "master3", "unrelated.txt",
-                                                    "worker1", "worker2"]
+    assert sorted(p.name for p in out.iterdir()) == [".kubeha-manifest.json", "master1", "master2", "master3",
+                                                    "unrelated.txt", "worker1", "worker2"]
     assert sorted(p.name for p in (out / "master1").iterdir()) == ["meta-data", "user-data"]
     assert stat.S_IMODE((out / "master1" / "user-data").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "master1").stat().st_mode) == 0o700
@@ -195,3 +219,20 @@ def test_inventory_shaped_input_never_crashes(tmp_path: Path, lines: list[str]) 
     assert "Traceback" not in stderr
     if code == 1:
         assert stderr.rstrip().endswith("nothing written")
+
+
+def test_target_choices_are_the_targets() -> None:
+    from kubeha.cli.main import Target
+    from kubeha.deliver.targets import TARGETS
+
+    assert [t.value for t in Target] == list(TARGETS)
+
+
+def test_python_dash_m_kubeha() -> None:
+    import subprocess
+    import sys
+
+    from kubeha import __version__
+
+    run = subprocess.run([sys.executable, "-m", "kubeha", "--version"], capture_output=True, text=True, check=True)
+    assert run.stdout == f"kubeha {__version__}\n"

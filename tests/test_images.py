@@ -1,4 +1,4 @@
-"""Unit tests for kubeha.images and ``kubeha image``: archives made here by hand, no engine needed."""
+"""Unit tests for kubeha.bundle.images and ``kubeha image``: archives made here by hand, no engine needed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubeha import images
+from kubeha.bundle import images
+from kubeha.bundle.archive import sha256_file as archive_sha256
 from kubeha.cli.image import app
 
 runner = CliRunner()
@@ -136,7 +137,7 @@ def test_cli_inspect_json_and_verify(tmp_path: Path) -> None:
     make_archive(archive)
     result = runner.invoke(app, ["inspect", "--json", "--verify", str(archive)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [i.to_dict() for i in images.inspect_archive(archive)]
+    assert json.loads(result.stdout)["result"]["images"] == [i.to_dict() for i in images.inspect_archive(archive)]
 
 
 def test_cli_inspect_verify_fails_with_checksum_code(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ def test_cli_inspect_verify_fails_with_checksum_code(tmp_path: Path) -> None:
 def test_cli_inspect_bad_archive_exits_1_without_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(tmp_path / "missing.tar")])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path / 'missing.tar'}: no such file\n"
+    assert result.stderr == f"kubeha: error: {tmp_path / 'missing.tar'}: no such file\n"
 
 
 @pytest.mark.parametrize("command", [["build"], ["save", "-o", "x.tar"]])
@@ -171,8 +172,8 @@ def test_unreachable_daemon_from_environment(tmp_path: Path, monkeypatch: pytest
 
 def test_build_rejects_unknown_image_names() -> None:
     result = runner.invoke(app, ["build", "nginx"])
-    assert result.exit_code == 1
-    assert result.stderr == "error: unknown image(s) nginx: choose from keepalived, haproxy\n"
+    assert result.exit_code == 2
+    assert result.stderr == "kubeha: error: unknown image(s) nginx: choose from keepalived, haproxy\n"
 
 
 @pytest.mark.parametrize(("ref", "message"), [
@@ -239,7 +240,7 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path: Path) -> None:
 def test_save_result_metadata_document(tmp_path: Path) -> None:
     archive = tmp_path / "images.tar"
     make_archive(archive)
-    result = images.SaveResult(archive, archive.stat().st_size, images.sha256_file(archive),
+    result = images.SaveResult(archive, archive.stat().st_size, archive_sha256(archive),
                                images.inspect_archive(archive), 0.1)
     written = images.write_metadata(result)
     doc = json.loads(written.read_text())

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the gpg_keys fixture is imported and used as a parameter
 """Seed ISOs read back with pycdlib and isoinfo (the kernel here cannot mount iso9660)."""
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import typer
 from pycdlib.dr import DirectoryRecord
 from typer.testing import CliRunner
 
+from kubeha.bundle.pack import pack_inventory
 from kubeha.cli.seediso import seed_iso
 from kubeha.deliver.seediso import DEFAULT_EPOCH, write_seed_iso
 from kubeha.errors import InvalidInput
 from kubeha.generate import generate_documents
 from kubeha_test import EXAMPLES, staged_inventory
+from test_bundle import make_docker_archive
+from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture
 
 USER_DATA = b"#cloud-config\nhostname: master-1\n"
 META_DATA = b"instance-id: master-1\nlocal-hostname: master-1\n"
@@ -203,7 +207,7 @@ def test_cli_writes_one_iso_per_node(tmp_path: Path) -> None:
     expected = generate_documents(inventory)
     code, out, err = invoke("seed-iso", str(inventory), "-o", str(tmp_path / "isos"), "--json")
     assert code == 0, err
-    records = json.loads(out)
+    records = json.loads(out)["result"]["isos"]
     assert [r["node"] for r in records] == sorted(expected)
     for record in records:
         path = Path(record["path"])
@@ -223,30 +227,71 @@ def test_cli_writes_one_iso_per_node(tmp_path: Path) -> None:
     assert {n: hashlib.sha256((tmp_path / "isos" / f"{n}.iso").read_bytes()).hexdigest() for n in first} == first
 
 
-def test_cli_takes_node_documents_from_the_bundle(tmp_path: Path, bundle: Path) -> None:
-    inventory = staged_inventory(EXAMPLES / "seed-hosts.ini", tmp_path)
-    nodes = sorted(generate_documents(inventory))
-    shutil.rmtree(bundle / "nodes")
-    for node in nodes:
-        (bundle / "nodes" / node).mkdir(parents=True)
-        (bundle / "nodes" / node / "user-data").write_bytes(f"#cloud-config\n# bundle's {node}\n".encode())
-        (bundle / "nodes" / node / "meta-data").write_bytes(f"instance-id: bundle-{node}\n".encode())
-    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(bundle), "-o", str(tmp_path / "isos"))
+@pytest.fixture
+def signed(tmp_path: Path, gpg_keys: Keys) -> tuple[Path, Path]:
+    """examples/cluster.yaml (3 masters, 2 workers) packed into a real signed bundle: (inventory, bundle tar)."""
+    inventory = staged_inventory(EXAMPLES / "cluster.yaml", tmp_path)
+    images = tmp_path / "images.tar"
+    make_docker_archive(images)
+    result = pack_inventory(inventory, images, gpg_keys.trusted.signer(), tmp_path / "bundles", name="demo")
+    return inventory, result.tarball
+
+
+def _names(iso: pycdlib.PyCdlib, path: str) -> list[str]:
+    return sorted(c.rock_ridge.name().decode() for c in iso.list_children(rr_path=path)
+                  if c.rock_ridge is not None and not c.is_dot() and not c.is_dotdot())
+
+
+@pytest.mark.parametrize("form", ["tar", "directory"])
+def test_cli_builds_per_node_isos_from_the_verified_bundle(
+    tmp_path: Path, signed: tuple[Path, Path], gpg_keys: Keys, form: str
+) -> None:
+    inventory, tar = signed
+    bundle = tar if form == "tar" else tar.with_suffix("")
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(bundle), "--keyring",
+                          str(gpg_keys.trusted.public), "-o", str(tmp_path / "isos"))
     assert code == 0, err
-    iso = pycdlib.PyCdlib()
-    iso.open(str(tmp_path / "isos" / f"{nodes[0]}.iso"))
-    try:
-        assert read(iso, rr_path="/user-data") == f"#cloud-config\n# bundle's {nodes[0]}\n".encode()
-        assert read(iso, rr_path="/kubeha-bundle/images/keepalived-2.2.7-haproxy-2.6.12.tar") == (
-            bundle / "images/keepalived-2.2.7-haproxy-2.6.12.tar").read_bytes()
-    finally:
-        iso.close()
-    # A bundle made for other nodes is refused, naming the node it lacks; nothing is written.
-    shutil.rmtree(bundle / "nodes" / nodes[-1])
-    code, out, err = invoke("seed-iso", str(inventory), "--bundle", str(bundle), "-o", str(tmp_path / "new"))
-    assert code == 1 and out == ""
-    assert f"nodes/{nodes[-1]}: error: bundle: no user-data/meta-data for this node" in err
-    assert not (tmp_path / "new").exists()
+    unpacked = tar.with_suffix("")
+    for node in ("master1", "master2", "master3", "worker1", "worker2"):
+        iso = pycdlib.PyCdlib()
+        iso.open(str(tmp_path / "isos" / f"{node}.iso"))
+        try:
+            assert read(iso, rr_path="/user-data") == (unpacked / "nodes" / node / "user-data").read_bytes()
+            if node.startswith("worker"):  # no images, no bundle, no master secret
+                assert _names(iso, "/") == ["meta-data", "user-data"]
+                raw = (tmp_path / "isos" / f"{node}.iso").read_bytes()
+                assert b"vrrp_instance" not in raw and b"KUBEHA_CLUSTER_ID" not in raw and b"images.tar" not in raw
+                continue
+            raw = (tmp_path / "isos" / f"{node}.iso").read_bytes()
+            assert b"vrrp_instance" in raw or b"H4sI" in raw  # its keepalived.conf (plain or gzip+base64)
+            assert _names(iso, "/kubeha-bundle/nodes") == [node]  # its own documents only
+            assert read(iso, rr_path="/kubeha-bundle/images/images.tar") == (unpacked / "images/images.tar").read_bytes()
+        finally:
+            iso.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".kubeha-seed-")) == []
+
+
+def test_cli_refuses_unverified_bundles_before_writing(tmp_path: Path, signed: tuple[Path, Path], gpg_keys: Keys) -> None:
+    inventory, tar = signed
+    out = tmp_path / "isos"
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(tar), "-o", str(out))
+    assert code == 2 and "--bundle needs --keyring" in err
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(tar), "--keyring", str(gpg_keys.other.public),
+                          "-o", str(out))
+    assert code == 4 and "signed by unknown key" in err
+    directory = tar.with_suffix("")
+    data = bytearray((directory / "images/images.tar").read_bytes())
+    data[100] ^= 1
+    (directory / "images/images.tar").write_bytes(bytes(data))
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(directory), "--keyring",
+                          str(gpg_keys.trusted.public), "-o", str(out))
+    assert code == 3 and "checksum mismatch: images/images.tar" in err
+    # a genuine bundle of another cluster (its id differs from the one beside this inventory)
+    inventory.with_name(inventory.name + ".cluster-id").write_text("f" * 32 + "\n")
+    code, _, err = invoke("seed-iso", str(inventory), "--bundle", str(tar), "--keyring", str(gpg_keys.trusted.public),
+                          "-o", str(out))
+    assert code == 4 and "not ffffffffffffffffffffffffffffffff" in err
+    assert not out.exists() and "Traceback" not in err
 
 
 def test_cli_bad_input(tmp_path: Path) -> None:
@@ -257,7 +302,7 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     assert str(bad) in err
     assert not (tmp_path / "isos").exists()
     code, _, err = invoke("seed-iso", str(tmp_path / "hosts.ini"), "--bundle", str(tmp_path / "nope"), "-o", "x")
-    assert code == 1 and "not a directory" in err
+    assert code == 2 and "--bundle needs --keyring" in err
 
 
 # The VM boot from a seed ISO lives in tests/e2e/test_node_install.py: one boot per run covers the

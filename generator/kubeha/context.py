@@ -67,6 +67,8 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
         "weight": cluster.weight,
         "lb_port": cluster.lb_port,
         "health_port": cluster.health_port,
+        # external load balancers probe the monitor over the network; keepalived's check asks it locally
+        "health_bind": "*" if cluster.vip_mode == "external" else "127.0.0.1",
         "health_path": cluster.health_path,
         "curl_connect_timeout": _fmt_seconds(p.curl_connect_timeout),
         "curl_max_time": _fmt_seconds(p.curl_max_time),
@@ -102,7 +104,7 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
 
 def needs_secret(cluster: Cluster) -> bool:
     """VRRPv2 carries a PASS secret; VRRPv3 has no authentication (keepalived ignores it with a warning)."""
-    return cluster.profile.vrrp_version == 2 and cluster.auth_pass is None
+    return cluster.vip_mode == "vrrp" and cluster.profile.vrrp_version == 2 and cluster.auth_pass is None
 
 
 def plan(cluster: Cluster) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def plan(cluster: Cluster) -> dict[str, Any]:
         "vip": str(cluster.vip),
         "virtual_router_id": cluster.virtual_router_id,
         "profile": p.name,
-        "vrrp": f"v{p.vrrp_version} {cluster.vrrp_mode}, advert {_fmt_seconds(p.advert_int)} s",
+        "vrrp": {"version": p.vrrp_version, "mode": cluster.vrrp_mode, "advert_s": p.advert_int},
         "weight": -cluster.weight,
         "masters": [
             {"name": m.name, "address": str(m.address), "state": m.state, "priority": m.priority,

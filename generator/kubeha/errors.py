@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     CHECKSUM = 3
     SIGNATURE = 4
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 @dataclass(frozen=True, order=True)
@@ -78,3 +79,13 @@ class SignatureError(KubehaError):
     """A signature is missing, bad, or made by a key that is not trusted."""
 
     exit_code = ExitCode.SIGNATURE
+
+
+class OutputError(KubehaError):
+    """An output path that cannot be written: a file where a directory is needed, read-only, foreign files."""
+
+
+class UsageError(KubehaError):
+    """Options that do not fit together (exit 2, like the parser's own usage errors)."""
+
+    exit_code = ExitCode.USAGE

@@ -57,3 +57,4 @@ class NodeDocument:
     first_boot: tuple[tuple[str, ...], ...] = ()
     mac: str | None = None  # the provisioning NIC's MAC, lowercase colon form, when the inventory gives it
     network: NodeNetwork | None = None  # set when the inventory gives a gateway
+    cluster: str = ""  # the cluster's name (part of the node's stable NoCloud instance-id)

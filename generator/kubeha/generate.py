@@ -7,30 +7,35 @@ temporary directory beside the output and renames each node's directory into pla
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import shutil
 import string
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from kubeha import inventory
+from kubeha import __version__, inventory
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
-from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.deliver.userparts import MergeSpec
+from kubeha.errors import InvalidInput, Location, OutputError, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
-from kubeha.render import BundleRef, render_cluster
+from kubeha.render import IGNITION_INSTALL_SCRIPT, BundleRef, render_cluster
 
-__all__ = ["BundleRef", "Loaded", "build_documents", "generate_documents", "load_cluster", "write_tree"]
+__all__ = ["BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", "generate_documents", "load_cluster",
+           "write_tree"]
 
 SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
+_LABEL = re.compile(r"^label:[A-Za-z0-9_-]{1,16}$")  # ext4 labels hold 16 bytes, ISO volume ids more
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,14 @@ class Loaded:
     warnings: list[Problem]
 
 
-def load_cluster(path: Path, *, strict: bool = False) -> Loaded:
-    """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong."""
-    raw = inventory.load(path)
+def load_cluster(path: Path, *, strict: bool = False, masters_group: str | None = None,
+                 workers_group: str | None = None) -> Loaded:
+    """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong.
+
+    ``masters_group``/``workers_group`` override the groups an Ansible inventory's masters and workers are
+    read from (``-`` as the path reads ``ansible-inventory --list`` JSON from stdin).
+    """
+    raw = inventory.load(path, masters_group=masters_group, workers_group=workers_group)
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:63] or "kubernetes"
     cluster, problems = build_cluster(raw, default_name)
     if cluster is not None:
@@ -62,6 +72,9 @@ def secret_path(inventory_path: Path) -> Path:
 
 def read_secret(inventory_path: Path, *, create: bool) -> str | None:
     """The cluster's VRRP PASS secret, generated once (8 chars, 0600) when ``create`` and missing."""
+    if str(inventory_path) == inventory.STDIN:
+        raise InvalidInput([Problem(Location("<stdin>"), "secret", "a VRRPv2 cluster's generated secret is kept "
+                                    "beside the inventory: save the JSON to a file and give its path instead of -")])
     path = secret_path(inventory_path)
     loc = Location(str(path), 1)
     try:
@@ -88,17 +101,18 @@ def _create_secret(path: Path) -> str:
 
 
 def check_bundle_source(source: str) -> None:
-    """A bundle source must be ``cidata``, an absolute path, or an http(s) URL (it lands in a shell env file)."""
-    if source == "cidata" or _PATH.match(source) or _URL.match(source):
+    """A bundle source: ``cidata``, ``label:LABEL``, an absolute path or an http(s) URL (it lands in a shell env)."""
+    if source == "cidata" or _LABEL.match(source) or _PATH.match(source) or _URL.match(source):
         return
     raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
-                                f"{source!r} is not cidata, an absolute path or an http(s) URL")])
+                                f"{source!r} is not cidata, label:LABEL, an absolute path or an http(s) URL")])
 
 
 def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | None = None,
-                    create_secret: bool = True) -> tuple[Loaded, list[NodeDocument]]:
+                    create_secret: bool = True, masters_group: str | None = None,
+                    workers_group: str | None = None) -> tuple[Loaded, list[NodeDocument]]:
     """Validate the inventory and render every node's format-independent document."""
-    loaded = load_cluster(path, strict=strict)
+    loaded = load_cluster(path, strict=strict, masters_group=masters_group, workers_group=workers_group)
     secret = read_secret(path, create=create_secret) if needs_secret(loaded.cluster) else None
     if bundle is not None:
         check_bundle_source(bundle.source)
@@ -108,7 +122,7 @@ def build_documents(path: Path, *, strict: bool = False, bundle: BundleRef | Non
 def cloud_init_files(doc: NodeDocument, *, encode_files: bool = False) -> dict[str, bytes]:
     """One node's NoCloud files: user-data and meta-data."""
     user_data = cloudinit.to_user_data(doc, encode_files=encode_files).encode()
-    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc, user_data).encode()})
+    return _with_network(doc, {"user-data": user_data, "meta-data": cloudinit.to_meta_data(doc).encode()})
 
 
 def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -116,8 +130,13 @@ def _with_network(doc: NodeDocument, files: dict[str, bytes]) -> dict[str, bytes
     return files if net is None else {**files, "network-config": net.encode()}
 
 
-def _render_user_data(doc: NodeDocument, encode_files: bool) -> str:
-    return cloudinit.to_user_data(doc, encode_files=encode_files)
+def _renderer(parts: list[Any]) -> Callable[[NodeDocument, bool], str]:
+    """``render(doc, encode_files)`` for the target fitter: kubeha's user-data, merged when there are parts."""
+    if not parts:
+        return lambda doc, encode_files: cloudinit.to_user_data(doc, encode_files=encode_files)
+    from kubeha.deliver.merge import merged_user_data  # noqa: PLC0415 - only --merge needs it
+
+    return lambda doc, encode_files: merged_user_data(doc, parts, encode_files=encode_files)
 
 
 @dataclass(frozen=True)
@@ -126,35 +145,70 @@ class NodeOutput:
 
     files: dict[str, bytes]
     summary: str
+    fit: dict[str, str | int | None] = field(default_factory=dict)  # the summary as data, for --json
 
 
-def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init",
-                 target: str = "nocloud") -> dict[str, NodeOutput]:
-    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not)."""
+def _ignition_outputs(docs: list[NodeDocument], merge: MergeSpec | None, target: str) -> dict[str, NodeOutput]:
+    from kubeha.deliver import targets  # noqa: PLC0415
+    from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
+    from kubeha.deliver.ignition_merge import read_ignition_file  # noqa: PLC0415
+    from kubeha.deliver.userparts import load_merges  # noqa: PLC0415
+
+    users = load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_ignition_file) if merge \
+        else {d.name: [] for d in docs}
+    out, problems = {}, []
+    for d in docs:
+        try:
+            files = ignition_files(d, merge=users[d.name])
+            size = targets.fit_ignition(d, target, files["config.ign"])
+        except InvalidInput as exc:
+            problems += exc.problems
+            continue
+        merged = f", {len(users[d.name])} user config(s) merged" if users[d.name] else ""
+        out[d.name] = NodeOutput(files, f"config.ign {size}{merged}")
+    if problems:
+        raise InvalidInput(sorted(set(problems)))
+    return out
+
+
+def _user_parts(docs: list[NodeDocument], merge: MergeSpec | None) -> dict[str, list[Any]]:
+    if not merge:
+        return {d.name: [] for d in docs}
+    from kubeha.deliver.userparts import load_merges, read_merge_file  # noqa: PLC0415
+
+    return load_merges(list(merge.files), merge.directory, [d.name for d in docs], read_merge_file)
+
+
+def node_outputs(docs: list[NodeDocument], *, fmt: str = "cloud-init", target: str = "nocloud",
+                 merge: MergeSpec | None = None) -> dict[str, NodeOutput]:
+    """Each node's documents, fitted to the target's user-data budget (or InvalidInput saying why not).
+
+    With ``merge``, each node's user-data is kubeha's merged with the user's (see kubeha.deliver.merge);
+    the budget applies to the merged document.
+    """
     from kubeha.deliver import targets  # noqa: PLC0415 - keep start-up light
 
     if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415
-
-        out = {}
-        for d in docs:
-            files = ignition_files(d)
-            out[d.name] = NodeOutput(files, f"config.ign {len(files['config.ign']):,} bytes")
-        return out
+        return _ignition_outputs(docs, merge, target)
+    parts = _user_parts(docs, merge)
     fitted = {}
     problems = []
     for d in docs:
         try:
-            fitted[d.name] = targets.fit(d, target, _render_user_data)
+            sizes = tuple((f"merged {p.source}", len(p.text.encode()), len(targets.gz_b64(p.text.encode())))
+                          for p in parts[d.name])
+            fitted[d.name] = targets.fit(d, target, _renderer(parts[d.name]), sizes)
         except InvalidInput as exc:
             problems += exc.problems
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(sorted(set(problems)))  # a clash between the user's own files shows once
     return {
         d.name: NodeOutput(
             _with_network(d, {"user-data": fitted[d.name].data,
-                              "meta-data": cloudinit.to_meta_data(d, fitted[d.name].data).encode()}),
+                              "meta-data": cloudinit.to_meta_data(d).encode()}),
             _budget_line(target, fitted[d.name].size, fitted[d.name].encoding, fitted[d.name].budget),
+            {"target": target, "bytes": fitted[d.name].size, "encoding": fitted[d.name].encoding,
+             "budget": fitted[d.name].budget},
         )
         for d in docs
     }
@@ -165,15 +219,60 @@ def _budget_line(target: str, size: int, encoding: str, budget: int | None) -> s
     return f"user-data {size:,} B {encoding}, {target} budget {room}"
 
 
-def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
-                       strict: bool = False) -> dict[str, dict[str, bytes]]:
-    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition")."""
-    _, docs = build_documents(path, strict=strict, bundle=bundle)
-    if fmt == "ignition":
-        from kubeha.deliver.ignition import ignition_files  # noqa: PLC0415 - only this format needs it
+def delivery_hints(cluster: Cluster, target: str) -> list[str]:
+    """What the target's network must allow (or InvalidInput: a VRRP VIP on a cloud where it cannot move)."""
+    from kubeha.deliver.targets import network_hints  # noqa: PLC0415
 
-        return {d.name: ignition_files(d) for d in docs}
-    return {d.name: cloud_init_files(d) for d in docs}
+    return network_hints(cluster, target)
+
+
+def generate_documents(path: Path, *, fmt: str = "cloud-init", bundle: BundleRef | None = None,
+                       strict: bool = False, target: str = "nocloud",
+                       merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Node name -> {file name: bytes} for the chosen format ("cloud-init" or "ignition").
+
+    The user-data is fitted to ``target``'s budget (the default, nocloud, has none) and merged with
+    ``merge``'s documents when given.
+    """
+    if fmt == "ignition" and bundle is not None:
+        bundle = replace(bundle, script=IGNITION_INSTALL_SCRIPT)  # Flatcar's /usr is read-only
+    loaded, docs = build_documents(path, strict=strict, bundle=bundle)
+    delivery_hints(loaded.cluster, target)  # refuses a VRRP VIP where it cannot float
+    return {name: out.files for name, out in node_outputs(docs, fmt=fmt, target=target, merge=merge).items()}
+
+
+def bundle_documents(path: Path, bundle: BundleRef, *, fmt: str = "cloud-init", target: str = "nocloud",
+                     merge: MergeSpec | None = None) -> dict[str, dict[str, bytes]]:
+    """Every node's documents for a bundle: user-data + meta-data, and with ``fmt="ignition"`` also config.ign.
+
+    The cloud-init pair is always packed (the bundle layout expects it, and a mixed fleet can use both);
+    ``merge`` applies to the chosen format's documents only (cloud-configs or Ignition configs).
+    """
+    cloud = generate_documents(path, bundle=bundle, target=target, merge=None if fmt == "ignition" else merge)
+    if fmt != "ignition":
+        return cloud
+    ignition = generate_documents(path, fmt="ignition", bundle=bundle, target=target, merge=merge)
+    return {node: {**files, **ignition[node]} for node, files in cloud.items()}
+
+
+def node_names(path: Path) -> list[str]:
+    """The node names of an inventory, for shell completion (an empty list when it does not load)."""
+    try:
+        cluster = load_cluster(path).cluster
+    except (InvalidInput, OSError):
+        return []
+    return [m.name for m in cluster.masters] + [w.name for w in cluster.workers]
+
+
+def select_node(docs: list[NodeDocument], node: str | None) -> list[NodeDocument]:
+    """All documents, or only ``node``'s (InvalidInput naming the known nodes when there is none)."""
+    if node is None:
+        return docs
+    chosen = [d for d in docs if d.name == node]
+    if not chosen:
+        names = ", ".join(d.name for d in docs)
+        raise InvalidInput([Problem(Location("--node"), "node", f"no node {node!r} in the inventory; nodes: {names}")])
+    return chosen
 
 
 def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:
@@ -196,14 +295,86 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]:
-    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), all or nothing.
+MANIFEST = ".kubeha-manifest.json"
+_TEMP_PREFIX = ".kubeha-tmp-"
 
-    Everything is written under a temporary directory inside ``out`` first; each node directory is then
-    renamed into place, replacing an older one, so no node directory is ever half-written.
+
+@dataclass(frozen=True)
+class TreeReport:
+    """What :func:`write_tree` did: the node folders written and the stale ones removed."""
+
+    written: list[Path]
+    removed: list[str]
+
+
+def read_manifest(out: Path) -> list[str]:
+    """The entries a previous run recorded in ``out`` (empty when there is no usable manifest)."""
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return [e for e in entries if isinstance(e, str) and e and "/" not in e and not e.startswith(".")] \
+        if isinstance(entries, list) else []
+
+
+_NODE_FILES = {"user-data", "meta-data", "network-config", "config.ign"}
+
+
+def _foreign(out: Path, owned: set[str], nodes: set[str]) -> list[str]:
+    """Entries of an existing ``out`` that kubeha did not write (its manifest and temp dirs aside).
+
+    A folder named after one of this run's nodes that holds only node documents counts as kubeha's: an
+    output directory written before manifests existed is adopted rather than refused.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".kubeha-tmp-", dir=out))
+    try:
+        names = os.listdir(out)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n != MANIFEST and not n.startswith(_TEMP_PREFIX) and n not in owned
+                  and not (n in nodes and _only_node_files(out / n)))
+
+
+def _only_node_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and not folder.is_symlink() and set(os.listdir(folder)) <= _NODE_FILES
+    except OSError:
+        return False
+
+
+def _write_manifest(out_fd: int, entries: list[str], command: str) -> None:
+    data = json.dumps({"written_by": f"kubeha {__version__}", "command": command, "entries": sorted(entries)},
+                      indent=2, sort_keys=True).encode() + b"\n"
+    tmp = f"{_TEMP_PREFIX}{MANIFEST}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, MANIFEST, src_dir_fd=out_fd, dst_dir_fd=out_fd)
+
+
+def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]], *, force: bool = False, prune: bool = True,
+               command: str = "gen userdata") -> TreeReport:
+    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), node by node atomically.
+
+    ``out`` records what kubeha wrote in ``.kubeha-manifest.json``. A directory holding entries kubeha did
+    not write is refused (OutputError) unless ``force``; with ``prune``, folders an earlier run wrote for
+    nodes that are gone are removed. Everything is written under a temporary directory inside ``out`` first;
+    each node directory is then renamed into place, so no node directory is ever half-written.
+    """
+    owned = set(read_manifest(out))
+    foreign = _foreign(out, owned, set(docs))
+    if foreign and not force:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputError(f"-o {out}: holds files kubeha did not write ({shown}); choose an empty or new "
+                          "directory, or pass --force")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=out))
+    except OSError as exc:
+        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
+    removed = sorted(owned - set(docs) - set(foreign)) if prune else []
     written = []
     tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
     out_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
@@ -215,8 +386,14 @@ def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]]) -> list[Path]
                 os.rename(node, f".old-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
             os.rename(node, node, src_dir_fd=tmp_fd, dst_dir_fd=out_fd)
             written.append(out / node)
+        for node in removed:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(node, f".gone-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
+        _write_manifest(out_fd, sorted((owned - set(removed)) | set(docs)), command)
+    except OSError as exc:
+        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
     finally:
         os.close(tmp_fd)
         os.close(out_fd)
         shutil.rmtree(tmp, ignore_errors=True)
-    return written
+    return TreeReport(written, removed)

@@ -539,6 +539,7 @@ def boot_vm(
     memory: int = 1024,
     cpus: int = 1,
     kernel_args: Sequence[str] = (),
+    disk: Path | None = None,
 ) -> VmBoot:
     """Boot the guest image under qemu (TCG) with ``seed_iso`` as cdrom; wait for ``until`` on serial.
 
@@ -554,14 +555,17 @@ def boot_vm(
         memory: guest RAM in MiB.
         cpus: virtual CPUs (TCG runs one host thread per vCPU).
         kernel_args: extra kernel command line arguments.
+        disk: an earlier boot's overlay disk to boot again (a later boot of the same VM); default a new one.
 
     Returns:
         The :class:`VmBoot`.
     """
     image_dir = guest_image()
-    disk, serial = workdir / "disk.qcow2", workdir / "serial.log"
-    subprocess.run([require("qemu-img", "qemu-utils"), "create", "-q", "-f", "qcow2", "-F", "raw",
-                    "-b", str(image_dir / "root.ext4"), str(disk)], check=True, capture_output=True)
+    serial = workdir / "serial.log"
+    if disk is None:
+        disk = workdir / "disk.qcow2"
+        subprocess.run([require("qemu-img", "qemu-utils"), "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", str(image_dir / "root.ext4"), str(disk)], check=True, capture_output=True)
     serial.touch()
     cmd = _qemu_cmd(image_dir, disk, seed_iso, serial, memory, cpus, kernel_args)
     started = time.monotonic()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from guest import cloud_init_schema
 
-from kubeha_test import GOLDEN_CASES, Case, run, staged_inventory, unpack
+from kubeha_test import GOLDEN_CASES, VRRP_CASES, Case, run, staged_inventory, unpack
 
 pytestmark = pytest.mark.e2e
 K8S_VERSION = "1.32"
@@ -55,7 +55,7 @@ def _masters(generated: dict[str, Path], case: Case) -> list[Path]:
 @pytest.mark.parametrize("newer", [False, True], ids=["cloud-init-22.4", "cloud-init-25"])
 def test_user_data_passes_cloud_init_schema(generated: dict[str, Path], newer: bool) -> None:
     paths = _user_datas(generated)
-    assert len(paths) == 18  # 4 + 5 + 6 + 3 nodes
+    assert len(paths) == 25  # 4 + 5 + 6 + 3 nodes, and 4 + 3 with vip_mode external
     for path in paths:
         rc, output = cloud_init_schema(path, newer)
         assert rc == 0, f"{path}:\n{output}"
@@ -88,7 +88,7 @@ def _keepalived_test(root: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.parametrize("case", GOLDEN_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", VRRP_CASES, ids=lambda c: c.name)
 def test_keepalived_accepts_config(generated: dict[str, Path], case: Case, tmp_path: Path) -> None:
     Path("/etc/keepalived").mkdir(exist_ok=True)
     masters = _masters(generated, case)
@@ -138,7 +138,7 @@ def _pods(generated: dict[str, Path]) -> list[tuple[str, dict[str, object]]]:
 
 def test_static_pods_pass_kubernetes_schema(generated: dict[str, Path]) -> None:
     pods = _pods(generated)
-    assert len(pods) == 2 * 13  # 3 + 3 + 5 + 2 masters
+    assert len(pods) == 2 * 13 + 3 + 2  # 3 + 3 + 5 + 2 masters with both pods, 3 + 2 with haproxy only
     for where, pod in pods:
         try:
             kubernetes_validate.validate(pod, K8S_VERSION, strict=True)

@@ -95,7 +95,7 @@ def test_drill_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     run = subprocess.run([sys.executable, "-m", "kubeha.cli.drill", str(EXAMPLE), "--runtime", "podman"],
                          capture_output=True, text=True, check=False, timeout=60)
-    assert run.returncode == 1 and "--runtime must be one of containerd, host" in run.stderr
+    assert run.returncode == 2 and "'podman' is not one of 'containerd', 'host'" in run.stderr
 
 
 # ----------------------------------------------------------------------------- the live lab
@@ -248,7 +248,7 @@ def test_drill_cli_on_the_seed_inventory_remapped(no_leftovers: None) -> None:
     result = CliRunner().invoke(app, [str(SEED), "--runtime", "host", "--remap", "--scenarios",
                                       "kill-haproxy", "--json"])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["result"]
     assert set(doc["remapped"].values()) <= {f"198.18.0.{i}" for i in range(10, 20)}
     (only,) = doc["results"]
     assert only["scenario"] == "kill-haproxy" and only["problems"] == []

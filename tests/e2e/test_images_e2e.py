@@ -22,7 +22,8 @@ import pytest
 
 from e2e.daemons import Daemon, ctr, short_workdir, start_dockerd, stop_and_remove
 from fixtures.images import ImagesBuild, kubeha_cli
-from kubeha import images
+from kubeha.bundle import images
+from kubeha.bundle.archive import sha256_file as archive_sha256
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,7 @@ def test_save_writes_archive_and_metadata(session_images: ImagesBuild, client: d
     archive = session_images.archive
     meta = json.loads(archive.with_name("images.json").read_text())
     infos = images.inspect_archive(archive)
-    assert meta["sha256"] == images.sha256_file(archive)
+    assert meta["sha256"] == archive_sha256(archive)
     assert meta["size"] == archive.stat().st_size
     assert meta["images"] == [info.to_dict() for info in infos]
     by_ref = {ref: info for info in infos for ref in info.refs}
@@ -109,7 +110,7 @@ def test_inspect_agrees_with_skopeo(session_images: ImagesBuild) -> None:
     archive = session_images.archive
     run = kubeha_cli("inspect", "--json", str(archive))
     assert run.returncode == 0, run.stderr
-    ours = json.loads(run.stdout)
+    ours = json.loads(run.stdout)["result"]["images"]
     assert [r for i in ours for r in i["refs"]] == _skopeo_json("list-tags", f"docker-archive:{archive}")["Tags"]
     assert sorted(r for i in ours for r in i["refs"]) == sorted(images.DEFAULT_REFS)
     for index, info in enumerate(ours):

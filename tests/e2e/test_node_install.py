@@ -37,8 +37,9 @@ import yaml
 from daemons import Daemon, ctr, running, start_containerd, start_dockerd
 from guest import cloud_init_workdir  # noqa: F401 - fixture
 
-from kubeha.bundle import IMAGES_TAR, PackInput, PackResult, pack_bundle, write_tar
-from kubeha.generate import BundleRef, generate_documents, load_cluster
+from kubeha.bundle import IMAGES_TAR, PackResult, write_tar
+from kubeha.bundle.pack import pack_inventory
+from kubeha.generate import load_cluster
 from test_bundle import REFS, make_docker_archive, tar_member
 from test_signing import Keys, gpg_keys  # noqa: F401 - gpg_keys: session fixture
 
@@ -56,6 +57,7 @@ class Packed:
     documents: dict[str, dict[str, bytes]]
     masters: list[str]
     workers: list[str]
+    inventory: Path
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +66,13 @@ def packed(tmp_path_factory: pytest.TempPathFactory, gpg_keys: Keys) -> Packed:
     tmp = tmp_path_factory.mktemp("node-install")
     inventory = tmp / "cluster.yaml"
     shutil.copy(EXAMPLE, inventory)  # the VRRP secret is created beside it, not in the repo
-    signer = gpg_keys.trusted.signer()
-    ref = BundleRef(public_key=signer.export_public_key(), source="cidata", runtime="containerd")
-    documents = generate_documents(inventory, bundle=ref)
     cluster = load_cluster(inventory).cluster
     images = tmp / "images.tar"
     make_docker_archive(images)
-    result = pack_bundle(tmp / "out", documents, PackInput(cluster.name, images, name="kubeha"), signer)
-    return Packed(result, documents, [m.name for m in cluster.masters], [w.name for w in cluster.workers])
+    result = pack_inventory(inventory, images, gpg_keys.trusted.signer(), tmp / "out", name="kubeha")
+    nodes = result.directory / "nodes"
+    documents = {n.name: {d: (n / d).read_bytes() for d in ("user-data", "meta-data")} for n in nodes.iterdir()}
+    return Packed(result, documents, [m.name for m in cluster.masters], [w.name for w in cluster.workers], inventory)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,14 @@ class Node:
     console: Path
     daemon: Daemon
 
+    def env(self, key: str) -> str:
+        lines = (self.root / "etc/kubeha/install.env").read_text().splitlines()
+        return next(line.split("=", 1)[1] for line in lines if line.startswith(f"{key}="))
+
+    @property
+    def cluster_id(self) -> str:
+        return self.env("KUBEHA_CLUSTER_ID")
+
     def run(self, timeout: float = 180, **extra: str) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -165,17 +174,21 @@ def node(tmp_path: Path, packed: Packed, containerd: Daemon) -> Node:
     return Node(root, tmp_path / "console", containerd)
 
 
-def assert_ok(node: Node, proc: subprocess.CompletedProcess[str], images: str) -> None:
+STEPS = ["config", "locate", "stage", "verify", "images", "manifests"]
+
+
+def assert_ok(node: Node, proc: subprocess.CompletedProcess[str], images: str, serial: int = 1) -> None:
     name = node.status["node"]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith(f"kubeha-install: OK {name} ")
+    assert proc.stdout.startswith(f"kubeha-install: OK {name} serial={serial} "), proc.stdout
     assert f"images={images}" in proc.stdout
     assert node.console.read_text().splitlines()[-1] == proc.stdout.strip()
     status = node.status
-    assert status["verdict"] == "ok"
+    assert status["verdict"] == "ok" and status["serial"] == serial
     steps = status["steps"]
     assert isinstance(steps, list)
-    assert [s["name"] for s in steps] == ["config", "locate", "unpack", "verify", "images", "manifests"]
+    quick = "manifests=in-place" in proc.stdout  # the installed serial again: verified, nothing to redo
+    assert [s["name"] for s in steps] == (STEPS[:4] if quick else STEPS)
     assert all(s["status"] in ("ok", "skipped") and s["seconds"] >= 0 for s in steps)
     assert node.manifests() == list(MANIFESTS)
     for name in MANIFESTS:
@@ -196,21 +209,22 @@ def assert_failed(node: Node, proc: subprocess.CompletedProcess[str], step: str,
     steps = status["steps"]
     assert isinstance(steps, list) and steps[-1]["name"] == step and steps[-1]["status"] == "failed"
     assert node.manifests() == []
-    assert list((node.root / "var/lib/kubeha").glob("work.*")) == []
+    assert list((node.root / "var/lib/kubeha/staging").iterdir()) == []
 
 
 def test_install_from_seed_tar_then_idempotent(node: Node, packed: Packed) -> None:
     node.place_tar(packed.bundle.tarball)
     assert_ok(node, node.run(), "imported")
-    assert_ok(node, node.run(), "present")  # second run: same verdict, nothing imported again
-    # a later boot without the seed ISO: fine, the install stands
+    assert_ok(node, node.run(), "present")  # second run: verified again, nothing imported or extracted
+    # a later boot without the seed ISO: the verified install stands
     (node.root / SEED_TAR).unlink()
     proc = node.run()
-    assert proc.returncode == 0 and "already installed" in proc.stdout
-    assert node.manifests() == list(MANIFESTS)
-    # ... but not when an image has gone missing: fail closed, manifests removed
+    assert proc.returncode == 0 and proc.stdout == "kubeha-install: kept serial 1: step=locate reason=bundle not found at cidata\n"
+    assert node.status["verdict"] == "kept" and node.manifests() == list(MANIFESTS)
+    # an image gone missing is put back from the same verified bundle
     ctr(node.daemon, "images", "rm", REFS[0])
-    assert_failed(node, node.run(), "locate", "bundle not found at cidata")
+    node.place_tar(packed.bundle.tarball)
+    assert_ok(node, node.run(), "imported")
 
 
 def test_install_from_directory_path(node: Node, packed: Packed) -> None:
@@ -246,8 +260,10 @@ def http_server(packed: Packed) -> Iterator[str]:
 def test_install_from_url(node: Node, packed: Packed, http_server: str) -> None:
     node.set_source(f"{http_server}/{packed.bundle.tarball.name}")
     assert_ok(node, node.run(), "imported")
-    node.set_source(f"{http_server}/missing.tar")
-    assert_failed(node, node.run(), "locate", "download of")
+    node.set_source(f"{http_server}/missing.tar")  # the server has lost it at a later boot: kept
+    proc = node.run()
+    assert proc.returncode == 0 and proc.stdout.startswith("kubeha-install: kept serial 1: step=stage reason=download of ")
+    assert "404" in proc.stdout and node.manifests() == list(MANIFESTS) and pinned_refs(node.daemon) == set(REFS)
 
 
 def test_missing_bundle_fails_closed(node: Node) -> None:
@@ -290,15 +306,16 @@ TAMPERS: dict[str, tuple[Callable[[Path], None] | None, str, str]] = {
     "truncated image": (
         lambda r: (r / IMAGES_TAR).write_bytes((r / IMAGES_TAR).read_bytes()[:-700]),
         "verify",
-        "checksum mismatch: images/images.tar: FAILED",
+        "images/images.tar: 30020 bytes, signed size 30720",
     ),
     "extra file": (lambda r: (r / "nodes/evil").write_text("x"), "verify", "extra files: nodes/evil"),
     "missing file": (
-        lambda r: (r / "nodes/master2/meta-data").unlink(),
+        lambda r: (r / "nodes/master1/meta-data").unlink(),
         "verify",
-        "missing files: nodes/master2/meta-data",
+        "missing files: nodes/master1/meta-data",
     ),
     "other key": (None, "verify", "signature by unknown key"),
+    "other nodes' documents absent": (lambda r: shutil.rmtree(r / "nodes/master2"), "ok", ""),
     "unsigned": (lambda r: (r / "SHA256SUMS.asc").unlink(), "verify", "SHA256SUMS.asc is missing"),
 }
 
@@ -312,6 +329,9 @@ def test_tampered_bundle_fails_closed(node: Node, packed: Packed, gpg_keys: Keys
     tar = tmp_path / "tampered.tar"
     write_tar(copy, "kubeha", tar, 0)
     node.place_tar(tar)
+    if step == "ok":  # a per-node subset, as on a seed ISO: accepted by design
+        assert_ok(node, node.run(), "imported")
+        return
     assert_failed(node, node.run(), step, reason)
     assert ctr(node.daemon, "images", "ls", "-q").stdout.strip() == ""  # nothing imported
 
@@ -336,9 +356,10 @@ def test_hostile_tar_fails_before_extraction(node: Node, packed: Packed, tmp_pat
         tar.addfile(member, io.BytesIO(b"owned\n") if member.isreg() else None)
     node.place_tar(evil)
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert_failed(node, node.run(), "unpack", "unsafe tar, nothing extracted: " + reason)
+    assert_failed(node, node.run(), "verify", "unsafe bundle, nothing read: " + reason)
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    verdict_files = {"console", "root/var/lib/kubeha", "root/var/lib/kubeha/status.json", "root/var/lib/kubeha/lock"}
+    verdict_files = {"console", "root/var/lib/kubeha", "root/var/lib/kubeha/status.json", "root/var/lib/kubeha/lock",
+                     "root/var/lib/kubeha/staging"}
     assert set(after) - set(before) == verdict_files  # nothing extracted, anywhere
     assert not (node.root / "escaped").exists() and not Path("/escaped").exists()
 
@@ -371,7 +392,7 @@ def test_cloud_init_every_node(packed: Packed, containerd: Daemon, cloud_init_wo
         for manifest in MANIFESTS:
             assert run.mode(f"/etc/kubernetes/manifests/{manifest}") == 0o600
             assert run.read(f"/etc/kubernetes/manifests/{manifest}") == run.read(f"/etc/kubeha/manifests/{manifest}")
-        assert f"kubeha-install: OK {name} files=" in run.console, run.console
+        assert f"kubeha-install: OK {name} serial=1 files=" in run.console, run.console
         assert pinned_refs(containerd) == set(REFS)
         shutil.rmtree(run.upper.parent, ignore_errors=True)
     for name in packed.workers:
@@ -407,28 +428,46 @@ def test_cloud_init_tampered_bundle(
 
 
 @pytest.mark.slow
-def test_vm_boot_installs_bundle_from_seed_iso(packed: Packed, tmp_path: Path) -> None:
-    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.deliver.seediso) with the bundle on it.
+def test_vm_boot_installs_bundle_from_seed_iso_then_keeps_it(packed: Packed, tmp_path: Path) -> None:
+    """A full Debian boot (qemu TCG) from the product's NoCloud ISO (kubeha.deliver.seediso) with the bundle on it,
+    then a second boot of the same disk from an ISO without the bundle, which keeps the verified install.
 
     The ISO carries the bundle directory under /kubeha-bundle/; the install script finds it on the cidata
     device itself (cloud-init has unmounted it by then), imports into the VM's own containerd and reports on
-    the serial console. One extra runcmd lists the VM's images on the console, so the test sees them too.
+    the serial console. Extra runcmds list the VM's images on the console, install and enable the product's
+    kubeha-install.service (as the Ignition delivery does) so the script runs at every later boot, and sync.
     """
     from kubeha.deliver.seediso import write_seed_iso
+    from kubeha.render import render_template
 
     name = packed.masters[0]
     docs = packed.documents[name]
     user_data = yaml.safe_load(docs["user-data"])
-    user_data["runcmd"].append(["sh", "-c", "ctr -n k8s.io images ls -q | sed 's/^/kubeha-vm-image: /' > /dev/console"])
-    text = "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)
+    unit = render_template("/etc/systemd/system/kubeha-install.service", {"script": "/usr/local/sbin/kubeha-install"})
+    user_data["write_files"].append({"path": "/etc/systemd/system/kubeha-install.service", "content": unit,
+                                     "permissions": "0644", "owner": "root:root"})
+    user_data["runcmd"] += [
+        ["sh", "-c", "ctr -n k8s.io images ls -q | sed 's/^/kubeha-vm-image: /' > /dev/console"],
+        ["systemctl", "enable", "kubeha-install.service"],
+        ["sync"],
+    ]
+    text = ("#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)).encode()
     iso = tmp_path / "seed.iso"
-    write_seed_iso(iso, user_data=text.encode(), meta_data=docs["meta-data"], bundle_dir=packed.bundle.directory)
+    write_seed_iso(iso, user_data=text, meta_data=docs["meta-data"], bundle_dir=packed.bundle.directory)
     boot = guest.boot_vm(iso, workdir=tmp_path, timeout=900)
     serial = boot.serial
-    assert f"kubeha-install: OK {name} files=" in serial, boot.tail()
+    assert f"kubeha-install: OK {name} serial=1 files=" in serial, boot.tail()
     assert "images=imported manifests=2" in serial, boot.tail()
     for ref in REFS:
         assert f"kubeha-vm-image: {ref}" in serial, boot.tail()
+    # a later boot: the same disk, the seed ISO now without the bundle
+    later = tmp_path / "later"
+    later.mkdir()
+    bare = later / "seed.iso"
+    write_seed_iso(bare, user_data=text, meta_data=docs["meta-data"])
+    again = guest.boot_vm(bare, workdir=later, timeout=900, disk=boot.disk,
+                          until=r"kubeha-install: (kept serial \d+: .*|OK .*|FAILED .*)\n")
+    assert "kubeha-install: kept serial 1: step=locate reason=bundle not found at cidata" in again.serial, again.tail()
 
 
 def test_install_with_docker(node: Node, packed: Packed, dockerd: Daemon) -> None:
@@ -467,10 +506,11 @@ def test_runtime_down_fails_closed(node: Node, packed: Packed, tmp_path: Path) -
 def test_install_real_images(node: Node, kubeha_images_tar: Path, gpg_keys: Keys, tmp_path: Path) -> None:
     """The real keepalived/haproxy archive (kubeha image build + save): every image a static pod names is
     imported and pinned before its manifest goes in (the pods use imagePullPolicy Never/IfNotPresent)."""
-    documents = {"master1": {"user-data": b"#cloud-config\n{}\n", "meta-data": b"instance-id: x\n"}}
-    bundle = pack_bundle(
-        tmp_path / "out", documents, PackInput("real", kubeha_images_tar, name="kubeha"), gpg_keys.trusted.signer()
-    )
+    inventory = tmp_path / "cluster.yaml"
+    shutil.copy(EXAMPLE, inventory)
+    bundle = pack_inventory(inventory, kubeha_images_tar, gpg_keys.trusted.signer(), tmp_path / "out", name="kubeha")
+    shutil.rmtree(node.root)  # this node's user-data comes with that bundle (its cluster id, its size bound)
+    install_user_data((bundle.directory / "nodes/master1/user-data").read_bytes(), node.root)
     node.place_tar(bundle.tarball)
     proc = node.run(timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

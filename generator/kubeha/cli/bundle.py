@@ -1,16 +1,16 @@
 """``kubeha bundle pack|verify``: thin Typer commands over :mod:`kubeha.bundle` (mounted by kubeha.cli).
 
 Exit codes: 0 ok, 1 invalid input or failure, 2 usage, 3 checksum/structure problem (mismatch, missing or
-extra file, unsafe tar member), 4 signature problem (missing, bad, unknown key, unsigned).
+extra file, unsafe or truncated tar), 4 signature or trust problem (missing, bad, unknown, expired or revoked
+key, unusable signing key at pack time, another cluster's bundle, a serial below --min-serial).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,22 +18,60 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from kubeha.bundle import Advance, PackInput, VerifyReport, bundle_size, pack_bundle, verify_bundle
-from kubeha.errors import InvalidInput, KubehaError
-from kubeha.signing import Signer
+from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
+from kubeha.bundle.pack import Delivery, pack_inventory
+from kubeha.bundle.signing import Signer
+from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
+from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.deliver.userparts import MergeSpec
+from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.model import Cluster
+from kubeha.recipe import Recipe, load_recipe
 
 app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False, add_completion=False)
+                  pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
 
 _err = Console(stderr=True)
 
 
-def _fail(exc: KubehaError) -> typer.Exit:
-    """Print a KubehaError (every problem of an InvalidInput) to stderr; return the Exit to raise."""
-    lines = [str(p) for p in sorted(exc.problems)] if isinstance(exc, InvalidInput) else [str(exc)]
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    return typer.Exit(int(exc.exit_code))
+class PackFormat(StrEnum):
+    """The documents a bundle carries for its nodes."""
+
+    cloud_init = "cloud-init"
+    ignition = "ignition"
+
+
+class PackTarget(StrEnum):
+    """Where the nodes' user-data goes (kubeha.deliver.targets.TARGETS, as gen userdata --target)."""
+
+    nocloud = "nocloud"
+    aws = "aws"
+    azure = "azure"
+    openstack = "openstack"
+    gce = "gce"
+    vsphere = "vsphere"
+    proxmox = "proxmox"
+    generic = "generic"
+
+
+class Runtime(StrEnum):
+    """The container runtime nodes import the images into."""
+
+    containerd = "containerd"
+    docker = "docker"
+
+
+def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
+    """The archive must hold every image of the recipe and every image the static pods run (InvalidInput)."""
+    from kubeha.bundle.archive import inspect_archive  # noqa: PLC0415
+
+    refs = {ref for info in inspect_archive(images) for ref in info.refs}
+    wanted = {r: f"recipe {recipe.path}" for r in recipe.refs}
+    wanted |= {cluster.keepalived_image: "keepalived_image", cluster.haproxy_image: "haproxy_image"}
+    problems = [Problem(Location(str(images)), "images", f"lacks {ref} (named by {why})")
+                for ref, why in sorted(wanted.items()) if ref not in refs]
+    if problems:
+        raise InvalidInput(problems)
 
 
 @contextmanager
@@ -58,58 +96,78 @@ def _signer(sign_key: str, gnupghome: Path | None) -> Signer:
 
 @app.command()
 def pack(
-    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False)],
+    inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML).", dir_okay=False,
+                                              autocompletion=complete_inventory)],
     images: Annotated[Path, typer.Option("--images", help="docker-archive with the images.", dir_okay=False)],
     sign_key: Annotated[str, typer.Option("--sign-key", help="Key id, fingerprint or email of the signer.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("bundles/out"),
     gnupghome: Annotated[Path | None, typer.Option("--gnupghome", help="GnuPG home with the secret key "
                                                    "(default $GNUPGHOME or ~/.gnupg).")] = None,
     bundle_source: Annotated[str, typer.Option("--bundle-source", help="Where nodes find the bundle: cidata, "
                                                "an absolute path or an http(s) URL.")] = "cidata",
-    runtime: Annotated[str, typer.Option("--runtime", help="containerd or docker.")] = "containerd",
+    runtime: Annotated[Runtime, typer.Option("--runtime", help="Container runtime on the nodes.")
+                       ] = Runtime.containerd,
     images_json: Annotated[Path | None, typer.Option("--images-json", help="Image metadata to ship.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Bundle name (default: cluster name).")] = None,
+    serial: Annotated[int | None, typer.Option("--serial", help="Bundle serial (default: one more than the last "
+                                               "packed for this inventory; never lower).")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", dir_okay=False, help="Bundle recipe the archive "
+                                                "must match (default: ./bundles/default.yaml, else the one "
+                                                "shipped with kubeha).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
+    target: Annotated[PackTarget, typer.Option("--target", help="Fit every node's user-data to this target's "
+                                               "budget (as gen userdata --target does), or refuse with per-file "
+                                               "sizes.")] = PackTarget.nocloud,
+    fmt: Annotated[PackFormat, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
+                                            "for Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
+                                            "Ignition configs).")] = PackFormat.cloud_init,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
-    The passphrase of a protected key is read from $KUBEHA_SIGN_PASSPHRASE (never an option).
+    The bundle carries the cluster id (INVENTORY.cluster-id, made once) and a serial (the last one is kept in
+    INVENTORY.bundle-serial); the nodes' user-data carries the key fingerprint, the cluster id, the serial
+    as the lowest one they accept, and the download size bound. The passphrase of a protected key is read
+    from $KUBEHA_SIGN_PASSPHRASE (never an option).
     """
-    from kubeha.generate import BundleRef, generate_documents, load_cluster  # noqa: PLC0415
-
-    if runtime not in ("containerd", "docker"):
-        typer.echo(f"error: --runtime: {runtime!r} is not containerd or docker", err=True)
-        raise typer.Exit(2)
-    try:
+    with session("bundle pack", as_json=as_json, writes=True) as s:
+        check_output_dir(output)
         signer = _signer(sign_key, gnupghome)
-        ref = BundleRef(public_key=signer.export_public_key(), source=bundle_source, runtime=runtime)
-        cluster = load_cluster(inventory).cluster.name
-        documents = generate_documents(inventory, bundle=ref)
-        inputs = PackInput(cluster, images, images_json, name, {"source": bundle_source, "runtime": runtime})
+        _check_inputs(s, inventory, images, load_recipe(recipe))
         with _progress(not as_json) as phase:
-            result = pack_bundle(output, documents, inputs, signer, phase)
-    except KubehaError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        data = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
-                "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
-                "signer": result.fingerprint}
-        typer.echo(json.dumps(data, sort_keys=True))
-    else:
-        typer.echo(f"packed {result.directory}/ and {result.tarball}: {result.files} signed files, "
-                   f"{result.size} bytes, signed by {result.fingerprint}")
+            result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
+                                    images_json=images_json, name=name, serial=serial, progress=phase,
+                                    delivery=Delivery(fmt.value, target.value,
+                                                      MergeSpec(tuple(merge or ()), merge_dir)))
+        s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
+                    "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
+                    "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
+        s.out(f"packed {result.directory}/ and {result.tarball}: serial {result.serial}, {result.files} "
+              f"signed files, {result.size} bytes, signed by {result.fingerprint}")
 
 
-def _print_report(report: VerifyReport) -> None:
-    """Human output: one OK line on stdout, or every problem on stderr."""
+def _check_inputs(s: Session, inventory: Path, images: Path, recipe: Recipe) -> None:
+    """Validate the inventory (printing its warnings) and the archive against the recipe before packing."""
+    from kubeha.generate import load_cluster  # noqa: PLC0415
+
+    loaded = load_cluster(inventory)
+    s.warn(loaded.warnings)
+    check_archive(images, recipe, loaded.cluster)
+
+
+def _print_report(s: Session, report: VerifyReport) -> None:
+    """Human output: one OK line on stdout, or every problem on stderr (and the exit code to end with)."""
     if report.ok:
-        typer.echo(f"OK {report.bundle}: signature by {report.signer}, {report.files} files match")
+        s.out(f"OK {report.bundle}: cluster {report.cluster} ({report.cluster_id}) serial {report.serial}, "
+              f"signature by {report.signer}, {report.files} files match")
         return
-    for error in report.errors:
-        for line in error.splitlines():
-            typer.echo(f"error: {line}", err=True)
+    lines = [line for error in report.errors for line in error.splitlines()]
+    for line in lines:
+        typer.echo(f"kubeha: error: {line}", err=True)
     kind = "signature" if report.exit_code == 4 else "checksum"
-    typer.echo(f"FAILED {report.bundle}: {kind} verification failed", err=True)
+    typer.echo(f"kubeha: FAILED {report.bundle}: {kind} verification failed", err=True)
+    s.fail(report.exit_code, lines)
 
 
 @app.command()
@@ -117,21 +175,19 @@ def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s), armored or binary.",
                                           dir_okay=False)],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Require this cluster (name or id).")] = None,
+    min_serial: Annotated[int, typer.Option("--min-serial", help="Refuse a bundle with a lower serial.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
 ) -> None:
-    """Verify a bundle offline: signature first (exit 4), then every file's SHA-256 (exit 3).
+    """Verify a bundle offline: signature first (exit 4), then cluster and serial (exit 4), then every sum (exit 3).
 
-    Mismatched, missing and extra files are named. A tar is checked from its headers first: symlinks,
-    hardlinks, devices, absolute paths and '..' are refused (exit 3) before anything is read or extracted.
+    Only a plain tar in kubeha's canonical form is read; links, devices, sparse files, duplicates, unsafe
+    names and members the signed list does not name or sizes it does not give are refused (exit 3) before
+    any large member is read. Mismatched, missing and extra files are named.
     """
-    try:
+    with session("bundle verify", as_json=as_json) as s:
         with _progress(not as_json) as phase:
-            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)))
-    except KubehaError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        json.dump(report.to_dict(), sys.stdout, sort_keys=True)
-        sys.stdout.write("\n")
-    else:
-        _print_report(report)
-    raise typer.Exit(report.exit_code)
+            report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)),
+                                   Expect(cluster, min_serial))
+        s.result = report.to_dict()
+        _print_report(s, report)

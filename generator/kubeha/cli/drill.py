@@ -6,20 +6,36 @@ same command as a one-command Typer app, for tests and ``python -m kubeha.cli.dr
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from kubeha import lab
-from kubeha.errors import ExitCode, InvalidInput, KubehaError
+from kubeha.cli.common import Session, session
+from kubeha.errors import ExitCode
+
+
+class ProfileChoice(StrEnum):
+    """Failover profiles a drill can override the inventory's with (kubeha.profiles.PROFILES)."""
+
+    fast = "fast"
+    classic = "classic"
+
+
+class RuntimeChoice(StrEnum):
+    """What runs the static pods in the lab (kubeha.lab.RUNTIMES)."""
+
+    containerd = "containerd"
+    host = "host"
 
 app = typer.Typer(help="Failover drill: break the VIP holder in a namespaced lab and measure.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
+                  add_completion=False)
 
 COLUMNS = ("scenario", "target", "VIP moved in", "failed", "watch reconnect", "back in", "failed on restore",
            "watch on restore", "flaps", "two holders", "verdict")
@@ -81,6 +97,10 @@ def _runtime(name: str, address: str, images: Path | None, topo: lab.Topology) -
     """The runtime to start the static pods with (containerd checks its images first)."""
     if name == "host":
         return lab.HostRuntime()
+    if not Path(address).is_socket():
+        raise lab.LabError(f"cannot reach containerd at {address}: no socket there. Start containerd "
+                           "(systemctl start containerd, or run `containerd` as root), or point --address at "
+                           "its socket; --runtime host uses this machine's keepalived and haproxy instead")
     runtime = lab.ContainerdRuntime(address)
     if images:
         runtime.import_images(images)
@@ -92,12 +112,13 @@ def _runtime(name: str, address: str, images: Path | None, topo: lab.Topology) -
 def drill(
     inventory: Annotated[Path, typer.Argument(help="Inventory (INI or YAML), or a `kubeha gen userdata` "
                                               "output directory.", exists=True)],
-    profile: Annotated[str | None, typer.Option(help="Override the inventory's failover profile "
-                                                "(fast, classic).")] = None,
+    profile: Annotated[ProfileChoice | None, typer.Option(help="Override the inventory's failover profile."
+                                                          )] = None,
     scenarios: Annotated[str, typer.Option(help="Comma-separated scenarios, in order.")] =
         ",".join(lab.DEFAULT_SCENARIOS),
-    runtime: Annotated[str, typer.Option(help="containerd: the built images via ctr; host: this machine's "
-                                         "keepalived and haproxy binaries.")] = "containerd",
+    runtime: Annotated[RuntimeChoice, typer.Option(help="containerd: the built images via ctr; host: this "
+                                                   "machine's keepalived and haproxy binaries.")
+                       ] = RuntimeChoice.containerd,
     address: Annotated[str, typer.Option(help="containerd socket.")] = "/run/containerd/containerd.sock",
     images: Annotated[Path | None, typer.Option(help="Image archive to import into containerd first.",
                                                 exists=True, dir_okay=False)] = None,
@@ -115,26 +136,15 @@ def drill(
 
     Exits 1 when a scenario fails: VIP not on one healthy node, two holders, no move when the holder broke.
     """
-    old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        results, mapping = _run(inventory, profile, scenarios, runtime, address, images, remap, rate, logs,
-                                as_json)
-    except InvalidInput as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KubehaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: lab torn down", err=True)
-        raise typer.Exit(int(ExitCode.INVALID)) from None
+        with session("drill", as_json=as_json) as s:
+            results, mapping = _run(inventory, profile.value if profile else None, scenarios, runtime.value,
+                                    address, images, remap, rate, logs, as_json)
+            _report(s, results, mapping)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    _report(results, mapping, as_json)
-    if any(r.problems for r in results):
-        raise typer.Exit(int(ExitCode.INVALID))
 
 
 def _run(inventory: Path, profile: str | None, scenarios: str, runtime: str, address: str,
@@ -157,15 +167,15 @@ def _run(inventory: Path, profile: str | None, scenarios: str, runtime: str, add
     return lab.run_drill(topo, rt, names, timing, logs, progress), mapping
 
 
-def _report(results: list[lab.Result], mapping: dict[str, str], as_json: bool) -> None:
-    """Print the results as a table (or JSON)."""
-    if as_json:
-        doc: dict[str, Any] = {"remapped": mapping, "results": [r.as_dict() for r in results]}
-        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
+def _report(s: Session, results: list[lab.Result], mapping: dict[str, str]) -> None:
+    """Print the results as a table (or keep them for the JSON envelope); a failed scenario exits 1."""
+    s.result = {"remapped": mapping, "results": [r.as_dict() for r in results]}
     if mapping:
-        typer.echo("addresses remapped for the lab: " + ", ".join(f"{a} -> {b}" for a, b in mapping.items()))
-    typer.echo(format_table(table_rows(results)))
+        s.out("addresses remapped for the lab: " + ", ".join(f"{a} -> {b}" for a, b in mapping.items()))
+    s.out(format_table(table_rows(results)))
+    failed = [f"{r.scenario}: {'; '.join(r.problems)}" for r in results if r.problems]
+    if failed:
+        s.fail(ExitCode.INVALID, failed)
 
 
 if __name__ == "__main__":

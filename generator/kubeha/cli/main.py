@@ -1,16 +1,13 @@
-"""The ``kubeha`` command line: parse arguments, call one library function, map errors to exit codes.
+"""The ``kubeha`` command line: the app, its lazy command groups, ``check`` and ``gen userdata``.
 
-Library errors are :class:`~kubeha.errors.KubehaError`; each has an exit code. Problems go to stderr as
-``FILE:LINE: error: PATH: MESSAGE``; results go to stdout (``--json`` for machine-readable output).
+Every command runs inside :func:`kubeha.cli.common.session` (one place for stderr messages, exit codes,
+the ``--json`` envelope, Ctrl-C and a closed stdout); each is a thin layer over one library call.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +16,17 @@ import typer
 from typer.core import TyperGroup
 
 from kubeha import __version__
-from kubeha.errors import ExitCode, InvalidInput, KubehaError, Problem
+from kubeha.cli.common import (
+    STDOUT,
+    Session,
+    UsageError,
+    check_output_dir,
+    complete_inventory,
+    quiet_stdout,
+    session,
+)
+from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.errors import ExitCode
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
 # and pycdlib, which would triple `kubeha --help` start-up. name -> (module, attribute, one-line help).
@@ -31,6 +38,7 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "gen": {
         "seed-iso": ("kubeha.cli.seediso", "seed_iso", "One NoCloud seed ISO per node, with the bundle."),
+        "http-tree": ("kubeha.cli.httptree", "http_tree", "A verified bundle's node documents as an HTTP tree."),
     },
 }
 
@@ -80,9 +88,11 @@ app = typer.Typer(
     "installs: inventory -> cloud-init / Ignition -> signed offline bundles.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh and fish
     rich_markup_mode=None,  # plain help text: rich's help renderer alone costs ~200 ms of start-up
     cls=LazyGroup,
+    epilog="Exit codes: 0 ok, 1 invalid input or failure, 2 usage, 3 checksum mismatch, 4 bad signature, "
+    "130 interrupted.",
 )
 gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_is_help=True, cls=LazyGroup,
                       rich_markup_mode=None)
@@ -96,42 +106,48 @@ class Format(StrEnum):
     ignition = "ignition"
 
 
+class Target(StrEnum):
+    """Where user-data goes (kubeha.deliver.targets.TARGETS; a test keeps the two lists equal)."""
+
+    nocloud = "nocloud"
+    aws = "aws"
+    azure = "azure"
+    openstack = "openstack"
+    gce = "gce"
+    vsphere = "vsphere"
+    proxmox = "proxmox"
+    generic = "generic"
+
+
 InventoryArg = Annotated[
-    Path, typer.Argument(help="Inventory: the seed's Ansible INI hosts file, or YAML (.yaml/.yml).",
-                         show_default=False)
+    Path, typer.Argument(help="Inventory: Ansible INI (the seed's hosts file, kubespray's), Ansible or native "
+                         "YAML (.yaml/.yml), or ansible-inventory --list JSON (.json, or - for stdin).",
+                         show_default=False, metavar="INVENTORY", autocompletion=complete_inventory)
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+MastersGroupOpt = Annotated[str | None, typer.Option(
+    "--masters-group", help="Ansible group of the masters (default: masters_group in [all:vars], else k8s-master "
+    "or kube_control_plane).", show_default=False)]
+WorkersGroupOpt = Annotated[str | None, typer.Option(
+    "--workers-group", help="Ansible group of the workers (default: workers_group, else k8s-node or kube_node).",
+    show_default=False)]
 
 
-def _err(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-def print_problems(problems: list[Problem]) -> None:
-    """All problems, sorted, one per line on stderr, then a one-line summary."""
-    for p in sorted(problems):
-        _err(str(p))
-    errors = sum(p.is_error for p in problems)
-    warnings = len(problems) - errors
-    if errors:
-        _err(f"kubeha: {errors} error(s), {warnings} warning(s); nothing written")
-
-
-@contextmanager
-def reporting() -> Iterator[None]:
-    """Turn KubehaError into its message on stderr and its exit code; never a traceback."""
+def run() -> None:
+    """The console script: the app, with a closed stdout ending quietly (``kubeha --help | head -1``)."""
     try:
-        yield
-    except InvalidInput as exc:
-        print_problems(exc.problems)
-        raise typer.Exit(exc.exit_code) from None
-    except KubehaError as exc:
-        _err(f"kubeha: error: {exc}")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _err("kubeha: interrupted; nothing written")
-        raise typer.Exit(130) from None
+        app()
+    except BrokenPipeError:
+        quiet_stdout()
+        sys.exit(ExitCode.OK)
+    except SystemExit as exc:
+        # Typer's parser turns EPIPE (e.g. while printing --help) into exit 1 after wrapping stdout in
+        # a "pacify flush" wrapper: that wrapper is the sign the reader went away, which is not a failure.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            quiet_stdout()
+            sys.exit(ExitCode.OK)
+        raise exc from None
 
 
 def _version(value: bool) -> None:
@@ -149,36 +165,38 @@ def main(
 
 
 @app.command()
-def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+def check(inventory: InventoryArg, strict: StrictOpt = False, as_json: JsonOpt = False,
+          masters_group: MastersGroupOpt = None, workers_group: WorkersGroupOpt = None,
+          target: Annotated[Target | None, typer.Option(
+              "--target", help="Also check the inventory against a target and print what its network must "
+              "allow (refused: a VRRP VIP on aws, azure, gce).")] = None) -> None:
     """Validate an inventory; print every problem with file:line, the derived plan and failover budget."""
     from kubeha.context import plan  # noqa: PLC0415 - keep `kubeha --help` fast
-    from kubeha.generate import load_cluster  # noqa: PLC0415
+    from kubeha.generate import delivery_hints, load_cluster  # noqa: PLC0415
 
-    with reporting():
-        loaded = load_cluster(inventory, strict=strict)
-    for p in loaded.warnings:
-        _err(str(p))
-    result = plan(loaded.cluster)
-    if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-        return
-    _print_plan(result)
+    with session("check", as_json=as_json) as s:
+        loaded = load_cluster(inventory, strict=strict, masters_group=masters_group, workers_group=workers_group)
+        hints = delivery_hints(loaded.cluster, target.value) if target else []
+        s.warn(loaded.warnings)
+        s.result = {**plan(loaded.cluster), "hints": hints} if target else plan(loaded.cluster)
+        if not as_json:
+            _print_plan(s.result)
+            for hint in hints:
+                print(f"note: {hint}")
 
 
-def _print_plan(result: dict[str, object]) -> None:
+def _print_plan(result: dict[str, Any]) -> None:
+    vrrp = result["vrrp"]
     print(f"cluster {result['cluster']}: endpoint {result['endpoint']}, VIP {result['vip']}, "
           f"virtual_router_id {result['virtual_router_id']}")
-    print(f"profile {result['profile']}: VRRP{result['vrrp']}, check weight {result['weight']}")
-    masters = result["masters"]
-    assert isinstance(masters, list)
-    for m in masters:
+    print(f"profile {result['profile']}: VRRPv{vrrp['version']} {vrrp['mode']}, advert {vrrp['advert_s']:g} s, "
+          f"check weight {result['weight']}")
+    for m in result["masters"]:
         print(f"  {m['name']:<20} {m['address']:<16} {m['state']:<7} priority {m['priority']:>3}  {m['interface']}")
-    workers = result["workers"]
-    assert isinstance(workers, list)
-    print(f"  + {len(workers)} worker(s) reaching the control plane at {result['endpoint']}")
-    print(f"check: {result['check']}; failback: {result['failback']}")
+    print(f"  + {len(result['workers'])} worker(s) reaching the control plane at {result['endpoint']}")
     budget = result["failover_worst_case_s"]
-    assert isinstance(budget, dict)
+    if "check" in result:  # vip_mode vrrp: keepalived's check and the failback policy
+        print(f"check: {result['check']}; failback: {result['failback']}")
     prober = f", {budget['prober_lost']} s if the prober dies or hangs" if "prober_lost" in budget else ""
     print(f"worst-case failover: {budget['haproxy_or_apiserver_path']} s when haproxy or the apiserver path "
           f"fails, {budget['link_or_power_loss']} s on link or power loss{prober} "
@@ -199,43 +217,114 @@ class KeyBy(StrEnum):
     mac = "mac"
 
 
+def complete_nodes(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for --node: the node names of the inventory already on the command line."""
+    from kubeha.generate import node_names  # noqa: PLC0415
+
+    inventory = ctx.params.get("inventory") or _inventory_word()
+    return [n for n in node_names(Path(inventory)) if n.startswith(incomplete)] if inventory else []
+
+
+def _inventory_word() -> str | None:
+    """The first existing file on the line being completed.
+
+    While a value is still missing (``--node <TAB>``) the parser gives up on the whole line, so the
+    inventory is found in the words the shell passed (bash: COMP_WORDS; zsh/fish: _TYPER_COMPLETE_ARGS).
+    """
+    import os  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    line = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    return next((w for w in words[1:] if not w.startswith("-") and Path(w).is_file()), None)
+
+
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node "
+                                         "(default bundles/out/userdata); '-' with --node prints that "
+                                         "node's document on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a directory that holds files kubeha did "
+                                        "not write (they are left alone).")]
+NodeOpt = Annotated[str | None, typer.Option("--node", help="Only this node.", autocompletion=complete_nodes)]
+
+
 @gen_app.command("userdata")
 def gen_userdata(
     inventory: InventoryArg,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node.")
-                      ] = Path("out"),
+    output: OutputOpt = Path("bundles/out/userdata"),
     fmt: Annotated[Format, typer.Option("--format", help="Document format.")] = Format.cloud_init,
-    target: Annotated[str, typer.Option(
-        "--target", help="Where the user-data goes, for its size budget and encodings: nocloud, aws, azure, "
-        "openstack, gce, vsphere, proxmox, generic.")] = "nocloud",
+    target: Annotated[Target, typer.Option(
+        "--target", help="Where the user-data goes, for its size budget and encodings.")] = Target.nocloud,
     layout: Annotated[Layout, typer.Option(
         "--layout", help="nodes: OUTPUT/<node>/...; http: a tree a static HTTP server hands to NoCloud-net and "
         "Ignition (with a README.txt naming the kernel arguments).")] = Layout.nodes,
     key_by: Annotated[KeyBy, typer.Option("--key-by", help="With --layout http: name directories by node name "
                                           "or by the inventory's per-host mac.")] = KeyBy.name,
+    node: NodeOpt = None,
+    force: ForceOpt = False,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    masters_group: MastersGroupOpt = None,
+    workers_group: WorkersGroupOpt = None,
+    merge: MergeOpt = None,
+    merge_dir: MergeDirOpt = None,
 ) -> None:
-    """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign)."""
-    from kubeha.generate import build_documents, node_outputs, write_tree  # noqa: PLC0415
+    """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign).
 
-    with reporting():
-        loaded, docs = build_documents(inventory, strict=strict)
-        outputs = node_outputs(docs, fmt=fmt.value, target=target)
-        for p in loaded.warnings:
-            _err(str(p))
-        files = {name: o.files for name, o in outputs.items()}
-        if layout is Layout.http:
-            from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
+    OUTPUT records what kubeha wrote (.kubeha-manifest.json): a re-run replaces each node's folder
+    atomically and removes the folders of nodes that left the inventory.
+    """
+    to_stdout = str(output) == STDOUT
+    with session("gen userdata", as_json=as_json, writes=not to_stdout) as s:
+        if to_stdout and (node is None or as_json or layout is Layout.http):
+            raise UsageError("-o -: prints one node's document; give --node NAME (and no --json or --layout http)")
+        if not to_stdout:
+            check_output_dir(output)
+        _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict, (masters_group, workers_group),
+             (tuple(merge or ()), merge_dir))
 
-            dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac})
-        else:
-            write_tree(output, files)
-            dirs = {d.name: d.name for d in docs}
-    rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]), "summary": outputs[d.name].summary,
-             "files": {k: len(v) for k, v in files[d.name].items()}} for d in docs]
-    if as_json:
-        print(json.dumps({"cluster": loaded.cluster.name, "nodes": rows}, indent=2, sort_keys=True))
+
+def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target, layout: Layout, key_by: KeyBy,
+         node: str | None, force: bool, strict: bool, groups: tuple[str | None, str | None],
+         merge: tuple[tuple[Path, ...], Path | None]) -> None:
+    """The body of ``gen userdata``: build, fit to the target, write (or print one node's document)."""
+    from kubeha.generate import (  # noqa: PLC0415
+        MergeSpec,
+        build_documents,
+        delivery_hints,
+        node_outputs,
+        select_node,
+        write_tree,
+    )
+
+    loaded, docs = build_documents(inventory, strict=strict, masters_group=groups[0], workers_group=groups[1])
+    hints = delivery_hints(loaded.cluster, target.value)
+    docs = select_node(docs, node)
+    outputs = node_outputs(docs, fmt=fmt.value, target=target.value, merge=MergeSpec(*merge))
+    s.warn(loaded.warnings)
+    files = {name: o.files for name, o in outputs.items()}
+    if str(output) == STDOUT:
+        name = "config.ign" if fmt is Format.ignition else "user-data"
+        sys.stdout.buffer.write(files[docs[0].name][name])
         return
-    for row in rows:
-        print(f"{row['node']:<20} {row['role']:<7} {row['summary']}  -> {row['dir']}/")
+    removed: list[str] = []
+    if layout is Layout.http:
+        from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
+
+        dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac})
+    else:
+        removed = write_tree(output, files, force=force, prune=node is None).removed
+        dirs = {d.name: d.name for d in docs}
+    for gone in removed:
+        s.note(f"removed {output / gone}/ (no longer in the inventory)")
+    rows = [{"node": d.name, "role": d.role, "dir": str(output / dirs[d.name]),
+             "bytes": {k: len(v) for k, v in files[d.name].items()}, "user_data": outputs[d.name].fit or None}
+            for d in docs]
+    s.result = {"cluster": loaded.cluster.name, "output": str(output), "nodes": rows, "removed": removed,
+                "hints": hints}
+    for d in docs:
+        s.out(f"{d.name:<20} {d.role:<7} {outputs[d.name].summary}  -> {output / dirs[d.name]}/")
+    for hint in hints:
+        s.out(f"note: {hint}")

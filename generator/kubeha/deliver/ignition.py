@@ -193,6 +193,14 @@ def dump(config: dict[str, Any], *, indent: bool = False) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-def ignition_files(doc: NodeDocument, *, version: str = "3.3.0") -> dict[str, bytes]:
-    """One node's Ignition output as files: ``config.ign`` (compact, sorted JSON)."""
-    return {"config.ign": dump(to_ignition(doc, version=version)).encode("utf-8")}
+def ignition_files(doc: NodeDocument, *, version: str = "3.3.0", merge: list[Any] | None = None) -> dict[str, bytes]:
+    """One node's Ignition output as files: ``config.ign`` (compact, sorted JSON).
+
+    ``merge``: the user's configs (:class:`kubeha.deliver.ignition_merge.UserIgnition`) to carry inline.
+    """
+    config = to_ignition(doc, version=version)
+    if merge:
+        from kubeha.deliver.ignition_merge import merge_ignition  # noqa: PLC0415 - a module above this one
+
+        config = merge_ignition(doc.name, config, merge)
+    return {"config.ign": dump(config).encode("utf-8")}

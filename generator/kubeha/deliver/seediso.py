@@ -131,25 +131,29 @@ class _Builder:
         mode = 0o100555 if os.access(source, os.X_OK) else 0o100444
         self.iso.add_file(str(source), iso_path, rr_name=source.name, joliet_path=joliet, file_mode=mode)
 
-    def add_tree(self, parent: str, source: Path) -> None:
+    def add_tree(self, parent: str, source: Path, include: Callable[[str], bool], prefix: str = "") -> None:
         for entry in sorted(source.iterdir(), key=lambda p: p.name):
+            rel = prefix + entry.name
+            if not include(rel):
+                continue
             if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
                 message = "only regular files and directories can go on a seed ISO"
                 raise InvalidInput([Problem(Location(str(entry)), "bundle", message)])
             if entry.is_dir():
-                self.add_tree(self.add_dir(parent, entry.name), entry)
+                self.add_tree(self.add_dir(parent, entry.name), entry, include, rel + "/")
             else:
                 self.add_host_file(parent, entry)
 
 
-def _build(iso: pycdlib.PyCdlib, seed: dict[str, bytes], bundle_dir: Path | None, keep: list[BytesIO]) -> None:
-    iso.new(interchange_level=3, vol_ident=VOLUME_LABEL, sys_ident="LINUX", app_ident_str="kubeha",
+def _build(iso: pycdlib.PyCdlib, seed: dict[str, bytes], bundle_dir: Path | None, keep: list[BytesIO],
+           include: Callable[[str], bool], label: str = VOLUME_LABEL) -> None:
+    iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="kubeha",
             joliet=3, rock_ridge="1.09")
     builder = _Builder(iso)
     for name, data in seed.items():
         builder.add_bytes("/", name, data, keep)
     if bundle_dir is not None:
-        builder.add_tree(builder.add_dir("/", BUNDLE_DIR), bundle_dir)
+        builder.add_tree(builder.add_dir("/", BUNDLE_DIR), bundle_dir, include)
 
 
 def _atomic_write(out: Path, write: Callable[[Any], None]) -> None:
@@ -173,6 +177,7 @@ def write_seed_iso(
     meta_data: bytes,
     network_config: bytes | None = None,
     bundle_dir: Path | None = None,
+    include: Callable[[str], bool] | None = None,
 ) -> None:
     """Write one node's NoCloud seed ISO, atomically and byte-stably.
 
@@ -182,6 +187,7 @@ def write_seed_iso(
         meta_data: the node's meta-data (``instance-id`` etc.).
         network_config: a network-config (v1 or v2), when the node has static addressing.
         bundle_dir: a bundle directory to copy under ``/kubeha-bundle/``.
+        include: which of its paths (relative, ``nodes/master1``...) go on this ISO; default all.
 
     Raises:
         InvalidInput: the bundle is missing or holds something pycdlib cannot store.
@@ -195,7 +201,28 @@ def write_seed_iso(
     keep: list[BytesIO] = []
     try:
         with frozen_clock(build_epoch()):
-            _build(iso, seed, bundle_dir, keep)
+            _build(iso, seed, bundle_dir, keep, include or (lambda _rel: True))
+            _atomic_write(out, iso.write_fp)
+    except PyCdlibException as exc:
+        raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc
+    finally:
+        iso.close()
+
+
+def write_bundle_iso(out: Path, *, label: str, bundle_dir: Path, files: dict[str, bytes],
+                     include: Callable[[str], bool] | None = None) -> None:
+    """Write the bundle disk for an Ignition node: volume ``label``, ``/kubeha-bundle/`` and ``files`` at the root.
+
+    The install script finds it with ``KUBEHA_BUNDLE=label:LABEL`` (blkid or /dev/disk/by-label), attached
+    as a second disk; ``files`` (the node's config.ign) ride along for whoever provisions the node.
+    """
+    if not bundle_dir.is_dir():
+        raise InvalidInput([Problem(Location(str(bundle_dir)), "bundle", "not a directory")])
+    iso = pycdlib.PyCdlib()
+    keep: list[BytesIO] = []
+    try:
+        with frozen_clock(build_epoch()):
+            _build(iso, dict(files), bundle_dir, keep, include or (lambda _rel: True), label)
             _atomic_write(out, iso.write_fp)
     except PyCdlibException as exc:
         raise InvalidInput([Problem(Location(str(out)), "seed-iso", f"cannot build the ISO: {exc}")]) from exc

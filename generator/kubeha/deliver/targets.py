@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from kubeha.deliver.cloudinit import gzip_bytes
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
+from kubeha.model import Cluster
 
 Render = Callable[[NodeDocument, bool], str]
 
@@ -114,13 +115,14 @@ def encode(doc: NodeDocument, encoding: str, render: Render) -> bytes:
     return transforms[encoding](plain)
 
 
-def fit(doc: NodeDocument, target: str, render: Render) -> Fitted:
+def fit(doc: NodeDocument, target: str, render: Render, extra: tuple[tuple[str, int, int], ...] = ()) -> Fitted:
     """Find the first encoding the target allows whose size is within its budget.
 
     Args:
         doc: the node's document.
         target: a key of :data:`TARGETS`.
         render: ``render(doc, encode_files)`` -> cloud-config text (``kubeha.deliver.cloudinit.to_user_data``).
+        extra: (name, raw bytes, gzip+base64 bytes) of merged user parts, listed in a refusal too.
 
     Returns:
         The bytes to hand to the target, the encoding used and their measured size.
@@ -137,7 +139,26 @@ def fit(doc: NodeDocument, target: str, render: Render) -> Fitted:
         if rules.budget is None or size <= rules.budget:
             return Fitted(data, encoding, size, rules.budget)
         tried.append((encoding, size))
-    raise InvalidInput([too_big(doc, rules, tried)])
+    raise InvalidInput([too_big(doc, rules, tried, extra)])
+
+
+def fit_ignition(doc: NodeDocument, target: str, config: bytes) -> str:
+    """Check a config.ign against the target's budget (Ignition takes it as is: no encoding to fall back on).
+
+    Files inside are already gzip-compressed where that is shorter. Returns the summary line's size text.
+
+    Raises:
+        InvalidInput: the config does not fit; every file's raw and gzip+base64 size is listed.
+    """
+    rules = get_target(target)
+    size = measure(config, rules)
+    if rules.budget is None:
+        return f"{size:,} B"
+    if size > rules.budget:
+        problem = too_big(doc, rules, [("config.ign", size)])
+        raise InvalidInput([Problem(Location(f"{doc.name}/config.ign"), problem.path,
+                                    problem.message.replace("user-data does not fit", "config.ign does not fit"))])
+    return f"{size:,} B, {target} budget {rules.budget:,} B ({100 * size / rules.budget:.0f}% used)"
 
 
 def file_sizes(doc: NodeDocument) -> list[tuple[str, int, int]]:
@@ -148,10 +169,12 @@ def file_sizes(doc: NodeDocument) -> list[tuple[str, int, int]]:
     return sorted(sizes, key=lambda s: (-s[1], s[0]))
 
 
-def too_big(doc: NodeDocument, rules: Target, tried: list[tuple[str, int]]) -> Problem:
-    """The refusal: every encoding's size, the budget, and each file's raw and encoded size."""
+def too_big(doc: NodeDocument, rules: Target, tried: list[tuple[str, int]],
+            extra: tuple[tuple[str, int, int], ...] = ()) -> Problem:
+    """The refusal: every encoding's size, the budget, and each file's (and merged part's) raw and encoded size."""
     attempts = ", ".join(f"{enc} {size:,}" for enc, size in tried)
-    files = "; ".join(f"{path} {raw:,} raw / {enc:,} gz+b64" for path, raw, enc in file_sizes(doc))
+    sizes = sorted([*file_sizes(doc), *extra], key=lambda s: (-s[1], s[0]))
+    files = "; ".join(f"{path} {raw:,} raw / {enc:,} gz+b64" for path, raw, enc in sizes)
     message = (
         f"user-data does not fit {rules.name}'s budget of {rules.budget:,} bytes ({rules.measured}): "
         f"tried {attempts}; files: {files}"
@@ -164,3 +187,43 @@ def describe(node: str, target: str, fitted: Fitted) -> str:
     budget = "no limit" if fitted.budget is None else f"{fitted.budget:,} bytes"
     share = "" if fitted.budget is None else f" ({100 * fitted.size / fitted.budget:.0f}%)"
     return f"{node}: {fitted.size:,} bytes as {fitted.encoding}, budget {budget} for {target}{share}"
+
+
+# Clouds whose networks drop a gratuitous-ARP-moved address: the VIP cannot float between instances.
+_NO_FLOATING_VIP = {
+    "aws": "an EC2 VPC only delivers an address to the instance it is assigned to (moving it takes an API call)",
+    "azure": "an Azure VNet ignores ARP for addresses not configured on the NIC, and carries no multicast",
+    "gce": "a GCE VPC routes each address to one instance only and carries no multicast or VRRP",
+}
+
+
+def network_hints(cluster: Cluster, target: str) -> list[str]:
+    """What the target's network must allow for this cluster, or how to hand the documents over.
+
+    Raises:
+        InvalidInput: a VRRP VIP on aws, azure or gce (use ``vip_mode: external`` with the cloud's LB).
+    """
+    rules = get_target(target)
+    vip, port, health = cluster.vip.ip, cluster.lb_port, cluster.health_port
+    if cluster.vip_mode == "external":
+        return [f"{target}: point the load balancer at {vip}:{port} to every master's :{port}, with an HTTP "
+                f"health check of GET /readyz on :{health} (200 only while haproxy runs and reaches an "
+                "apiserver)"]
+    if target in _NO_FLOATING_VIP:
+        why = _NO_FLOATING_VIP[target]
+        raise InvalidInput([Problem(
+            Location(cluster.source), "vip_mode",
+            f"--target {target}: a VRRP VIP does not move between instances here ({why}); put an existing "
+            f"load balancer's address in vip and set vip_mode: external (masters then run haproxy only, and "
+            f"the load balancer probes GET /readyz on :{health})")])
+    if target == "openstack":
+        peer = "unicast between the masters' addresses" if cluster.vrrp_mode == "unicast" else \
+            "multicast to 224.0.0.18; vrrp_mode: unicast avoids needing multicast"
+        return [f"openstack: add {vip} to every master port's allowed_address_pairs "
+                f"(openstack port set --allowed-address ip-address={vip} PORT) and allow IP protocol 112 "
+                f"(VRRP, here {peer}) between the masters in their security group"]
+    if target == "vsphere":
+        return [f"vsphere: set guestinfo.userdata to the user-data file's contents (already encoded) and "
+                f"guestinfo.userdata.encoding to the encoding shown for each node ({' or '.join(rules.encodings)}); "
+                "set guestinfo.metadata to base64 of the meta-data file with guestinfo.metadata.encoding base64"]
+    return []
