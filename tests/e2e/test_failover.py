@@ -11,6 +11,7 @@ bench/failover.py. The first tests (no marker) check the lab's reading of the ge
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,7 +111,8 @@ def _require(runtime: str) -> None:
 
 def _netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith(lab.LAB_PREFIX)}
+    mine = f"{lab.LAB_PREFIX}{os.getpid() % 100000}"  # this process's labs (others may run a bench meanwhile)
+    return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
 @pytest.fixture()
