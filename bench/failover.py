@@ -1,24 +1,35 @@
-"""Failover bench: the classic (seed) profile and the default (fast) side by side in the namespaced lab.
+"""Failover bench: classic, the kubeadm HA guide's settings and fast side by side, in the namespaced lab.
 
 Each repetition builds a fresh lab from the inventory's generated configs, runs the scenarios, and tears it
-down. Prints, per profile and scenario: VIP moved in (median / worst), failed client requests (median /
-worst), runs with flaps, the longest two-holder overlap, and runs that failed a check.
+down. Prints one table, per variant and scenario, median / worst over the repetitions: VIP moved in, failed
+client requests (20 new TLS connections/s), watch reconnect (longest time a long-lived TLS watch through the
+VIP went without events), VIP back in and failed requests on restore, runs with flaps, blips (an interim
+holder that yielded within one advert: two backups taking over together, VRRP convergence, not a move), the
+longest two-holder overlap, runs that failed a check; then the prober's CPU cost, measured on the lab's nodes.
 
-    sudo .venv/bin/python bench/failover.py                      # host binaries, 5 repetitions
-    sudo .venv/bin/python bench/failover.py --runtime containerd --images images.tar
-    sudo .venv/bin/python bench/failover.py --profiles fast --set 'haproxy.cfg:retries 3=retries 1'
+A variant is a profile (``classic``, ``fast``, or the bench-only baseline ``kubeadm-guide``) with optional
+failback overrides: ``fast+preempt`` (take the VIP back at once), ``fast+delay=2`` (preempt after 2 s),
+``fast+nopreempt``.
 
-``--set FILE:OLD=NEW`` rewrites the generated files before the lab runs (to try a setting before changing the
-templates); the table says which rewrites were applied.
+    sudo .venv/bin/python bench/failover.py --runtime containerd            # the built images, 10 repetitions
+    sudo .venv/bin/python bench/failover.py --variants fast,fast+preempt --reps 5
+    sudo .venv/bin/python bench/failover.py --variants fast --set 'haproxy.cfg:retries 3=retries 1'
+
+``--reps-for VARIANT=N`` gives a slow variant fewer repetitions (kubeadm-guide needs about 100 s per
+scenario). ``--set FILE:OLD=NEW`` rewrites the generated files before the lab runs (to try a setting before
+changing the templates); the table says which rewrites were applied.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +38,11 @@ from kubeha import lab
 from kubeha.cli.drill import format_table
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,pull-cable,power-off"
-COLUMNS = ("profile", "scenario", "runs", "VIP moved in (median / worst)", "failed (median / worst)",
-           "back in (median / worst)", "failed on restore", "runs with flaps", "two holders max", "failed checks")
+BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,stop-apiserver,pull-cable,power-off"
+DEFAULT_VARIANTS = "classic,kubeadm-guide,fast"
+COLUMNS = ("variant", "scenario", "runs", "VIP moved in", "failed", "watch reconnect", "back in",
+           "failed on restore", "watch on restore", "flaps", "blips", "two holders max", "failed checks")
+CPU_SECONDS = 10.0
 
 
 def _rewrite(files: lab.NodeFiles, sets: list[str]) -> None:
@@ -45,6 +58,21 @@ def _rewrite(files: lab.NodeFiles, sets: list[str]) -> None:
                     hits += 1
         if not hits:
             raise SystemExit(f"--set {rule!r}: {old!r} not found in any {name}")
+
+
+def variant_files(inventory: Path, variant: str) -> lab.NodeFiles:
+    """The generated files of a variant: PROFILE[+preempt|+nopreempt|+delay=SECONDS]."""
+    profile, *options = variant.split("+")
+    preempt: bool | None = None
+    delay: float | None = None
+    for option in options:
+        if option in ("preempt", "nopreempt"):
+            preempt = option == "preempt"
+        elif option.startswith("delay="):
+            preempt, delay = True, float(option.removeprefix("delay="))
+        else:
+            raise SystemExit(f"variant {variant!r}: unknown option {option!r} (preempt, nopreempt, delay=S)")
+    return lab.files_from_inventory(inventory, profile, preempt, delay)
 
 
 @contextmanager
@@ -79,29 +107,61 @@ def _spread(values: list[float], unit: str = "") -> str:
     return f"{fmt(statistics.median(values))} / {fmt(max(values))}"
 
 
-def summarize(profile: str, results: list[lab.Result]) -> list[tuple[str, ...]]:
-    """One table row per scenario over all repetitions."""
+def _watch(gaps: list[float | None]) -> str:
+    never = sum(1 for g in gaps if g is None)
+    text = _spread([g for g in gaps if g is not None], " s")
+    return text + (f" ({never} never)" if never else "")
+
+
+def summarize(variant: str, results: list[lab.Result]) -> list[tuple[str, ...]]:
+    """One table row per scenario over all repetitions (median / worst)."""
     rows = []
     for name in dict.fromkeys(r.scenario for r in results):
         rs = [r for r in results if r.scenario == name]
         moved = [r.fault.moved_in for r in rs if r.fault.moved_in is not None]
         back = [r.restore.moved_in for r in rs if r.restore.moved_in is not None]
-        rows.append((profile, name, str(len(rs)),
+        rows.append((variant, name, str(len(rs)),
                      _spread(moved, " s") + (f" ({len(rs) - len(moved)} no move)" if len(moved) < len(rs) else ""),
-                     _spread([float(r.fault.failed) for r in rs]), _spread(back, " s"),
-                     _spread([float(r.restore.failed) for r in rs]),
+                     _spread([float(r.fault.failed) for r in rs]), _watch([r.fault.watch_gap for r in rs]),
+                     _spread(back, " s") + (f" ({len(rs) - len(back)} stayed)" if back and len(back) < len(rs)
+                                            else ""),
+                     _spread([float(r.restore.failed) for r in rs]), _watch([r.restore.watch_gap for r in rs]),
                      f"{sum(1 for r in rs if r.flaps)} ({sum(r.flaps for r in rs)} extra moves)",
-                     f"{max(r.overlap_ms for r in rs):.0f} ms", str(sum(1 for r in rs if r.problems))))
+                     str(sum(r.fault.blips + r.restore.blips for r in rs)), f"{max(r.overlap_ms for r in rs):.0f} ms",
+                     str(sum(1 for r in rs if r.problems))))
     return rows
+
+
+def prober_cpu(the_lab: lab.Lab, seconds: float = CPU_SECONDS) -> dict[str, float]:
+    """Percent of one core: each node's prober (measured), and a fork-per-probe check for comparison.
+
+    The comparison runs ``sh -c 'curl ... /readyz'`` every 100 ms in one node's namespace, which is what a
+    ``vrrp_script`` with a 0.1 s interval (keepalived 2.3) would fork.
+    """
+    before = {n: the_lab.cpu_seconds(n, "keepalived", "prober") for n in the_lab.nodes}
+    time.sleep(seconds)
+    after = {n: the_lab.cpu_seconds(n, "keepalived", "prober") for n in the_lab.nodes}
+    probers = [100 * (after[n] - before[n]) / seconds for n in the_lab.nodes]
+    node = next(iter(the_lab.nodes.values()))
+    url = "http://127.0.0.1:6445/readyz"  # the default health_port (the example inventory's)
+    start, usage = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    for i in range(int(seconds * 10)):  # bounded: 10 per second
+        subprocess.run(["ip", "netns", "exec", node.ns, "sh", "-c",
+                        f"curl -s -o /dev/null --connect-timeout 0.1 --max-time 0.1 {url}"], check=False)
+        time.sleep(max(0.0, start + (i + 1) * 0.1 - time.monotonic()))
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    forks = 100 * ((done.ru_utime - usage.ru_utime) + (done.ru_stime - usage.ru_stime)) / (time.monotonic() - start)
+    return {"prober_mean": statistics.mean(probers), "prober_max": max(probers), "fork_per_probe": forks}
 
 
 def main() -> int:
     """Run the bench and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inventory", type=Path, default=REPO / "examples" / "cluster.yaml")
-    parser.add_argument("--profiles", default="classic,fast")
+    parser.add_argument("--variants", "--profiles", default=DEFAULT_VARIANTS)
     parser.add_argument("--scenarios", default=BENCH_SCENARIOS)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--reps-for", action="append", default=[], metavar="VARIANT=N")
     parser.add_argument("--runtime", choices=lab.RUNTIMES, default="host")
     parser.add_argument("--address", help="an existing containerd socket (default: start a private one)")
     parser.add_argument("--images", type=Path, help="image archive to import (containerd runtime; default: the "
@@ -117,29 +177,47 @@ def main() -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """Run every profile's repetitions and print the table."""
+    """Run every variant's repetitions and print the table."""
     if args.images:
         args.images = args.images.resolve()
     lab.require_tools(args.runtime)
     scenarios = args.scenarios.split(",")
+    reps_for = {k: int(v) for k, _, v in (r.partition("=") for r in args.reps_for)}
     rows: list[tuple[str, ...]] = []
-    dump: dict[str, list[dict[str, object]]] = {}
+    dump: dict[str, object] = {}
+    cpu: dict[str, float] = {}
+    started = time.monotonic()
     with _runtime(args) as runtime:
-        for profile in args.profiles.split(","):
+        for variant in args.variants.split(","):
             results: list[lab.Result] = []
-            for rep in range(args.reps):
-                files = lab.files_from_inventory(args.inventory, profile)
+            reps = reps_for.get(variant, args.reps)
+            for rep in range(reps):
+                files = variant_files(args.inventory, variant)
                 _rewrite(files, args.set)
                 topo = lab.topology(files)
+                probe = any(p.endswith("/probe_haproxy.sh") for f, _ in files.values() for p in f)
+
+                def measure(the_lab: lab.Lab) -> None:
+                    cpu.update(prober_cpu(the_lab))
+
                 with tempfile.TemporaryDirectory(prefix="kh-bench-") as wd:
-                    results += lab.run_drill(topo, runtime, scenarios, workdir=Path(wd))
-                print(f"{profile} repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
-            label = f"{profile} (default)" if profile == "fast" else profile
-            rows += summarize(label, results)
-            dump[profile] = [r.as_dict() for r in results]
-    print(f"runtime {args.runtime}, {args.reps} repetitions, client 20 new TLS connections/s"
-          + (f", rewrites: {'; '.join(args.set)}" if args.set else ""))
+                    results += lab.run_drill(topo, runtime, scenarios, workdir=Path(wd),
+                                             on_up=measure if probe and not cpu else None)
+                print(f"{variant} repetition {rep + 1}/{reps} done ({time.monotonic() - started:.0f} s)",
+                      file=sys.stderr, flush=True)
+            rows += summarize(variant, results)
+            dump[variant] = [r.as_dict() for r in results]
+    print(f"runtime {args.runtime}, repetitions per variant: "
+          + ", ".join(f"{v} {reps_for.get(v, args.reps)}" for v in args.variants.split(","))
+          + "; client 20 new TLS connections/s + one TLS watch; median / worst"
+          + (f"; rewrites: {'; '.join(args.set)}" if args.set else ""))
     print(format_table(rows, COLUMNS))
+    if cpu:
+        print(f"prober CPU over {CPU_SECONDS:.0f} s: {cpu['prober_mean']:.2f}% of one core per node (max "
+              f"{cpu['prober_max']:.2f}%); a fork-per-probe check (sh + curl every 100 ms, what a 0.1 s "
+              f"vrrp_script forks): {cpu['fork_per_probe']:.2f}%")
+        dump["cpu"] = cpu
+    print(f"wall time {time.monotonic() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(dump, indent=1))
     return 0

@@ -10,9 +10,13 @@ from typing import Any
 
 from kubeha.errors import Location, Problem
 from kubeha.model import Cluster, Master
+from kubeha.profiles import PROFILES
 
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT = "/etc/keepalived/check_apiserver.sh"
+PROBER_SCRIPT = "/etc/keepalived/probe_haproxy.sh"
+PROBER_DIR = "/run/kubeha"  # hostPath shared by the prober and keepalived (tmpfs: gone after a reboot)
+PROBER_VERDICT = f"{PROBER_DIR}/haproxy-verdict"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
 STAGED_MANIFESTS_DIR = "/etc/kubeha/manifests"
@@ -37,11 +41,15 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
     p = cluster.profile
     peers = [str(m.address) for m in cluster.masters if m.name != master.name]
     auth = (cluster.auth_pass or secret) if p.vrrp_version == 2 else None
+    # nopreempt and preempt_delay only work when every node starts as BACKUP (keepalived.conf(5)).
+    all_backup = not cluster.preempt or cluster.preempt_delay > 0
     return {
         "node": master.name,
         "cluster": cluster.name,
-        "state": master.state,
+        "state": "BACKUP" if all_backup else master.state,
         "priority": master.priority,
+        "preempt": cluster.preempt,
+        "preempt_delay": _fmt_seconds(cluster.preempt_delay),
         "interface": master.interface,
         "address": str(master.address),
         "virtual_router_id": cluster.virtual_router_id,
@@ -65,6 +73,19 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
         "curl_connect_timeout": _fmt_seconds(p.curl_connect_timeout),
         "curl_max_time": _fmt_seconds(p.curl_max_time),
         "check_via_monitor": p.check_via_monitor,
+        "check_faults": p.check_faults,
+        "probe": p.probe,
+        "prober_script": PROBER_SCRIPT,
+        "prober_dir": PROBER_DIR,
+        "verdict_file": PROBER_VERDICT,
+        "probe_interval": _fmt_seconds(p.probe_interval_ms / 1000),
+        "probe_timeout": _fmt_seconds(p.probe_timeout_ms / 1000),
+        "probe_rate": f"{1000 // p.probe_interval_ms}/s",
+        "probe_silence": _fmt_seconds((p.probe_interval_ms + p.probe_timeout_ms) * 3 / 1000),
+        "probe_fall": p.probe_fall,
+        "probe_rise": p.probe_rise,
+        "probe_refresh_us": p.probe_refresh_s * 1_000_000,
+        "probe_stale_s": p.probe_stale_s,
         "backends": [Backend(m.name, str(m.address), cluster.apiserver_port) for m in cluster.masters],
         "hap": {
             "inter": f"{p.hap_inter_ms}ms",
@@ -76,6 +97,7 @@ def master_context(cluster: Cluster, master: Master, secret: str | None) -> dict
             "timeout_check": f"{p.hap_timeout_check_ms}ms",
             "fast_markdown": p.hap_fast_markdown,
             "redispatch": p.hap_redispatch,
+            "shutdown_sessions": p.hap_shutdown_sessions,
         },
     }
 
@@ -106,8 +128,23 @@ def plan(cluster: Cluster) -> dict[str, Any]:
             "haproxy_or_apiserver_path": round(p.path_failover_s(), 2),
             "link_or_power_loss": round(p.link_failover_s(), 2),
             "haproxy_marks_dead_apiserver_down": round(p.hap_markdown_s, 2),
+            **({"prober_lost": round(p.prober_loss_s, 2)} if p.probe else {}),
         },
+        "check": (f"prober every {p.probe_interval_ms} ms (timeout {p.probe_timeout_ms} ms), fall {p.probe_fall}: "
+                  "a failed probe faults the node" if p.probe else
+                  f"script every {p.check_interval} s, fall {p.check_fall}: "
+                  + ("faults the node" if p.check_faults else f"lowers the priority by {cluster.weight}")),
+        "failback": _failback(cluster),
     }
+
+
+def _failback(cluster: Cluster) -> str:
+    """What happens when a node that lost the VIP recovers."""
+    if not cluster.preempt:
+        return "none: the VIP stays where it is (all BACKUP, nopreempt)"
+    if cluster.preempt_delay > 0:
+        return f"the highest-priority healthy node takes the VIP back {cluster.preempt_delay:g} s after it recovers"
+    return "at once: the highest-priority healthy node takes the VIP back (a second, short interruption)"
 
 
 def timing_warnings(cluster: Cluster) -> list[Problem]:
@@ -128,5 +165,5 @@ def timing_warnings(cluster: Cluster) -> list[Problem]:
     if p.path_failover_s() > 5:
         out.append(Problem(loc, "profile", (
             f"the VIP can take {p.path_failover_s():g} s to leave a node whose haproxy or apiserver failed "
-            "(profile fast: about 2 s worst case)"), "warning"))
+            f"(profile fast: about {PROFILES['fast'].path_failover_s():g} s worst case)"), "warning"))
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from kubeha.context import CHECK_SCRIPT, HAPROXY_CFG, KEEPALIVED_CONF
+from kubeha.context import CHECK_SCRIPT, HAPROXY_CFG, KEEPALIVED_CONF, PROBER_DIR, PROBER_SCRIPT
 from kubeha.model import Cluster
 
 _LABELS = {"app.kubernetes.io/part-of": "kubeha"}
@@ -54,9 +54,13 @@ def _digest(*texts: str) -> str:
     return h.hexdigest()
 
 
-def keepalived_pod(cluster: Cluster, config: str, script: str) -> dict[str, Any]:
-    """The keepalived static pod: host network, the capabilities VRRP needs, config + check script."""
-    container = {
+def keepalived_pod(cluster: Cluster, config: str, script: str, prober: str | None = None) -> dict[str, Any]:
+    """The keepalived static pod: host network, the capabilities VRRP needs, config + check script.
+
+    With a prober script (profile fast), a second container runs it from the same image; both share
+    the verdict directory, a hostPath on the node's /run (tmpfs).
+    """
+    container: dict[str, Any] = {
         "name": "keepalived",
         "image": cluster.keepalived_image,
         "imagePullPolicy": cluster.image_pull_policy,
@@ -65,8 +69,25 @@ def keepalived_pod(cluster: Cluster, config: str, script: str) -> dict[str, Any]
         "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BROADCAST", "NET_RAW"]}},
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
     }
-    return _pod("kubeha-keepalived", {"kubeha.io/config-sha256": _digest(config, script)}, container,
-                [("keepalived-conf", KEEPALIVED_CONF), ("check-apiserver", CHECK_SCRIPT)])
+    mounts = [("keepalived-conf", KEEPALIVED_CONF), ("check-apiserver", CHECK_SCRIPT)]
+    if prober is None:
+        return _pod("kubeha-keepalived", {"kubeha.io/config-sha256": _digest(config, script)}, container, mounts)
+    pod = _pod("kubeha-keepalived", {"kubeha.io/config-sha256": _digest(config, script, prober)}, container,
+               mounts)
+    verdict_mount = {"name": "prober-verdict", "mountPath": PROBER_DIR}
+    container["volumeMounts"].append(verdict_mount)
+    prober_mount, prober_volume = _mount("probe-haproxy", PROBER_SCRIPT)
+    pod["spec"]["containers"].append({
+        "name": "prober",
+        "image": cluster.keepalived_image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "command": ["/bin/bash", PROBER_SCRIPT],
+        "volumeMounts": [prober_mount, dict(verdict_mount)],
+        "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}},
+    })
+    verdict_volume = {"name": "prober-verdict", "hostPath": {"path": PROBER_DIR, "type": "DirectoryOrCreate"}}
+    pod["spec"]["volumes"] += [prober_volume, verdict_volume]
+    return pod
 
 
 def haproxy_pod(cluster: Cluster, config: str) -> dict[str, Any]:

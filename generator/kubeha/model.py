@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubeha.checker import Checker, as_ipv4
 from kubeha.errors import Location, Problem
@@ -57,6 +58,8 @@ class Cluster:
     workers: tuple[Worker, ...] = field(default_factory=tuple)
     gateway: ipaddress.IPv4Address | None = None  # with it, nodes get a static NoCloud network-config
     dns: tuple[ipaddress.IPv4Address, ...] = ()
+    preempt: bool = True  # a recovered higher-priority node takes the VIP back (False: all BACKUP + nopreempt)
+    preempt_delay: float = 0.0  # seconds a recovered node waits before taking the VIP back
     # "vrrp": keepalived floats `vip` between the masters; "external": `vip` is an existing load balancer's
     # address (clouds where a VRRP address cannot move), and masters run haproxy only.
     vip_mode: str = "vrrp"
@@ -110,6 +113,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
                  "leave it out and kubeha keeps a generated one beside the inventory (0600)")
     interface = interface_name(chk, c.get("interface"), f"{where}.interface")
     vip_mode = chk.choice(c.get("vip_mode"), f"{where}.vip_mode", VIP_MODES) or "vrrp"
+    preempt, preempt_delay = _preempt(chk, c, where, profile)
 
     if lb_port == api_port:
         loc = c["lb_port"].location if "lb_port" in c else top
@@ -141,8 +145,43 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         keepalived_image=images["keepalived_image"], haproxy_image=images["haproxy_image"],
         image_pull_policy=pull or "IfNotPresent", auth_pass=auth_pass,
         masters=tuple(masters), workers=tuple(workers), gateway=gateway, dns=dns, vip_mode=vip_mode,
+        preempt=preempt, preempt_delay=preempt_delay,
     )
     return cluster, problems
+
+
+def _preempt(chk: Checker, c: dict[str, Value], where: str, profile: Profile) -> tuple[bool, float]:
+    """``preempt`` (true/false, default the profile's) and ``preempt_delay`` (0-1000 s, default 0)."""
+    val = c.get("preempt")
+    preempt = chk.typed(val, f"{where}.preempt", _bool, "true or false")
+    if preempt is None:
+        preempt = profile.default_preempt
+    if val is not None and preempt is False and not profile.check_faults:
+        chk.error(val.location, f"{where}.preempt", (
+            f"preempt: false needs a profile whose failed check faults the node (fast): under {profile.name} a "
+            "failed check only lowers the holder's priority, and a nopreempt backup never takes over from it"))
+    delay_val = c.get("preempt_delay")
+    delay = chk.typed(delay_val, f"{where}.preempt_delay", _seconds, "a number of seconds from 0 to 1000")
+    if delay_val is not None and delay is not None and not preempt:
+        chk.warn(delay_val.location, f"{where}.preempt_delay", "ignored: preempt is false")
+    return bool(preempt), float(delay or 0.0) if preempt else 0.0
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+        return value.strip().lower() in ("true", "yes")
+    raise ValueError
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    seconds = float(value)
+    if not 0 <= seconds <= 1000:
+        raise ValueError
+    return seconds
 
 
 def _defaults_that_bite(chk: Checker, raw: RawInventory, c: dict[str, Value], where: str, masters: list[Master],

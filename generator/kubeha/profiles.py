@@ -7,6 +7,15 @@ second that fails on the first miss, fast haproxy checks, and a check that asks 
 monitor (alive, and at least one apiserver passing haproxy's HTTPS checks) instead of one round-robin
 request through :6444, which can land on a dead apiserver before haproxy marks it down and drop a
 *healthy* node's priority (measured: flaps).
+
+``fast`` detects a broken haproxy in a fraction of a second: a prober in the keepalived pod asks the
+monitor every 100 ms and writes a keepalived ``track_file`` (temp + rename, seen at once through inotify);
+a failed probe puts the node in FAULT, which sends a priority-0 advert so a backup takes over at once. The
+``vrrp_script`` (whole seconds on keepalived 2.2) only checks that the prober is alive, so a dead or hung
+prober also faults the node: the VIP moves rather than staying without a working check.
+
+``BASELINES`` holds settings measured for comparison only (bench/failover.py, ``kubeha drill --profile``),
+never offered in an inventory: ``kubeadm-guide`` is the kubeadm HA guide's keepalived + haproxy example.
 """
 
 from __future__ import annotations
@@ -37,6 +46,18 @@ class Profile:
     hap_fast_markdown: bool  # observe layer4 error-limit 1 on-error mark-down
     hap_redispatch: bool
     check_via_monitor: bool  # ask haproxy's /readyz monitor (True) or an apiserver through :lb_port (False)
+    hap_shutdown_sessions: bool = False  # on-marked-down shutdown-sessions (watches leave a dead apiserver)
+    probe: bool = False  # the 100 ms prober + track_file (fast) instead of the whole-second check alone
+    probe_interval_ms: int = 100  # one probe of haproxy's /readyz this often
+    probe_timeout_ms: int = 100  # no answer within this: the probe failed
+    probe_fall: int = 1  # consecutive failed probes that fault the node
+    probe_rise: int = 3  # consecutive good probes that clear the fault
+    probe_refresh_s: int = 1  # the prober rewrites its verdict at least this often (its heartbeat)
+    probe_stale_s: int = 2  # the vrrp_script faults the node when the verdict is older than this
+    check_faults: bool = False  # a failed check puts the node in FAULT (True) or lowers its priority by weight
+    default_preempt: bool = True  # what `preempt` is when the inventory does not say
+    fixed_weight: int | None = None  # a baseline's own weight, instead of one derived from the priorities
+    fixed_priorities: tuple[int, ...] = ()  # a baseline's own priorities (first master, then the others)
 
     @property
     def master_down_s(self) -> float:
@@ -45,8 +66,20 @@ class Profile:
 
     @property
     def check_detect_s(self) -> float:
-        """Worst time for the check script to report a failed path: wait for the next run, then fail runs."""
+        """Worst time for the checks to report a failed path: the prober's when there is one, else the script's.
+
+        Prober: a probe may start just before the failure, so ``fall`` more probes, each taking at most its
+        interval (a timed-out probe uses up its interval), plus one for scheduling. Script: wait for the
+        next run, then ``fall`` runs, the last one timing out.
+        """
+        if self.probe:
+            return (self.probe_interval_ms * (self.probe_fall + 1) + self.probe_timeout_ms) / 1000
         return self.check_interval * self.check_fall + self.check_timeout
+
+    @property
+    def prober_loss_s(self) -> float:
+        """Worst time until a dead or hung prober faults its node (its verdict goes stale, the script runs)."""
+        return self.probe_stale_s + self.probe_refresh_s + self.check_interval * self.check_fall + self.check_timeout
 
     @property
     def hap_markdown_s(self) -> float:
@@ -58,9 +91,18 @@ class Profile:
         """
         return (self.hap_inter_ms + self.hap_fastinter_ms * (self.hap_fall - 1)) / 1000
 
+    @property
+    def takeover_s(self) -> float:
+        """Worst time from a failed check to a backup taking over: about one advert.
+
+        FAULT sends a priority-0 advert, so a backup takes over after its skew time (under one advert); a
+        priority drop shows in the next advert, which a higher-priority backup preempts.
+        """
+        return self.advert_int
+
     def path_failover_s(self) -> float:
         """Worst-case VIP move after the local haproxy or apiserver path fails."""
-        return self.check_detect_s + self.master_down_s
+        return self.check_detect_s + self.takeover_s
 
     def link_failover_s(self) -> float:
         """Worst-case VIP move after the holder loses its link or power."""
@@ -71,13 +113,28 @@ PROFILES: dict[str, Profile] = {
     "fast": Profile(
         name="fast", vrrp_version=3, advert_int=0.1, check_interval=1, check_timeout=1, check_fall=1,
         check_rise=2, curl_connect_timeout=0.2, curl_max_time=0.3, hap_inter_ms=500, hap_fastinter_ms=200,
-        hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=300, hap_timeout_check_ms=300,
+        hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=100, hap_timeout_check_ms=300,
         hap_fast_markdown=True, hap_redispatch=True, check_via_monitor=True,
+        hap_shutdown_sessions=True, probe=True, check_faults=True, default_preempt=False,
     ),
     "classic": Profile(
         name="classic", vrrp_version=2, advert_int=1, check_interval=3, check_timeout=2, check_fall=1,
         check_rise=1, curl_connect_timeout=1, curl_max_time=1.5, hap_inter_ms=1500, hap_fastinter_ms=1500,
         hap_downinter_ms=1500, hap_fall=3, hap_rise=1, hap_timeout_connect_ms=5000,
         hap_timeout_check_ms=5000, hap_fast_markdown=False, hap_redispatch=False, check_via_monitor=False,
+    ),
+}
+
+#: Measured for comparison only; never accepted as an inventory's profile.
+BASELINES: dict[str, Profile] = {
+    # kubernetes/kubeadm docs/ha-considerations.md: advert_int 1, vrrp_script interval 3 weight -2 fall 10
+    # rise 2 (curl --max-time 2 through haproxy), priorities 101 (MASTER) and 100 (BACKUPs); haproxy's own
+    # check timers (inter 2s, fall 3, rise 2), timeout connect 5s, timeout check 10s, option redispatch.
+    "kubeadm-guide": Profile(
+        name="kubeadm-guide", vrrp_version=2, advert_int=1, check_interval=3, check_timeout=3, check_fall=10,
+        check_rise=2, curl_connect_timeout=2, curl_max_time=2, hap_inter_ms=2000, hap_fastinter_ms=2000,
+        hap_downinter_ms=2000, hap_fall=3, hap_rise=2, hap_timeout_connect_ms=5000, hap_timeout_check_ms=10000,
+        hap_fast_markdown=False, hap_redispatch=True, check_via_monitor=False, fixed_weight=2,
+        fixed_priorities=(101, 100),
     ),
 }

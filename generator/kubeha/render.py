@@ -19,6 +19,7 @@ from kubeha.context import (
     HAPROXY_CFG,
     KEEPALIVED_CONF,
     MANIFESTS_DIR,
+    PROBER_SCRIPT,
     STAGED_MANIFESTS_DIR,
     master_context,
 )
@@ -86,6 +87,7 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
     """
     ctx = master_context(cluster, master, secret)
     hacfg = render_template(HAPROXY_CFG, ctx)
+    prober = render_template(PROBER_SCRIPT, ctx) if cluster.profile.probe and cluster.vip_mode == "vrrp" else None
     pods_dir = STAGED_MANIFESTS_DIR if bundle else MANIFESTS_DIR
     files = [
         RenderedFile(HAPROXY_CFG, hacfg, 0o644),
@@ -100,9 +102,11 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
             RenderedFile(KEEPALIVED_CONF, conf, 0o600),
             RenderedFile(CHECK_SCRIPT, script, 0o755),
             RenderedFile(f"{pods_dir}/keepalived.yaml",
-                         manifests.dump(manifests.keepalived_pod(cluster, conf, script), "manifests.keepalived_pod"),
-                         0o600),
+                         manifests.dump(manifests.keepalived_pod(cluster, conf, script, prober),
+                                        "manifests.keepalived_pod"), 0o600),
         ]
+        if prober is not None:
+            files.append(RenderedFile(PROBER_SCRIPT, prober, 0o755))
     units: tuple[SystemdUnit, ...] = ()
     first_boot: tuple[tuple[str, ...], ...] = ()
     if bundle:

@@ -154,13 +154,17 @@ def test_static_pods_never_pull_and_mount_only_rendered_files(generated: dict[st
     for where, pod in _pods(generated):
         spec = pod["spec"]
         assert isinstance(spec, dict)
-        container = spec["containers"][0]
-        assert container["imagePullPolicy"] in ("IfNotPresent", "Never"), where
-        assert "." in container["image"].split("/")[0], f"{where}: image ref is not fully qualified"
-        mounted = {m["mountPath"] for m in container["volumeMounts"]}
+        for container in spec["containers"]:
+            assert container["imagePullPolicy"] in ("IfNotPresent", "Never"), where
+            assert "." in container["image"].split("/")[0], f"{where}: image ref is not fully qualified"
+        mounted = {m["mountPath"] for c in spec["containers"] for m in c["volumeMounts"]}
         host = {v["hostPath"]["path"] for v in spec["volumes"]}
         assert mounted == host, where
-        assert all(v["hostPath"]["type"] == "File" for v in spec["volumes"]), where
+        # rendered files are mounted as files; the only directory is the prober's verdict dir under /run
+        dirs = {v["hostPath"]["path"] for v in spec["volumes"] if v["hostPath"]["type"] != "File"}
+        assert dirs <= {"/run/kubeha"}, where
+        assert all(v["hostPath"]["type"] == "DirectoryOrCreate" for v in spec["volumes"]
+                   if v["hostPath"]["path"] in dirs), where
 
 
 def _network_schema(path: Path) -> subprocess.CompletedProcess[str]:

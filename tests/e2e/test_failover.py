@@ -2,13 +2,16 @@
 
 Masters are network namespaces on a bridge in its own namespace (198.18.0.0/15 only, no route out). The
 assertions are behaviour (the VIP ends on exactly one healthy node, never two holders beyond VRRP's own
-convergence, a move when the holder breaks, none when only a peer's apiserver does); the timings themselves go
-to bench/failover.py. The first tests (no marker) check the lab's reading of the generated files.
+convergence, a move when the holder breaks, none when only a peer's apiserver does, a long-lived watch through
+the VIP reconnects, the failback follows the policy) and the goals' shape at relaxed bounds for a noisy CI
+machine (moves within 1 s, no flap, the watch back within 2 s); the timings themselves go to
+bench/failover.py. The first tests (no marker) check the lab's reading of the generated files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,13 +50,18 @@ def test_topology_comes_from_the_generated_files() -> None:
 
 def test_containers_follow_the_manifests() -> None:
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
-    specs = {s.pod: s for s in lab.container_specs(topo.masters[0])}
+    specs = {s.name: s for s in lab.container_specs(topo.masters[0])}
+    assert [(s.pod, s.name) for s in lab.container_specs(topo.masters[0])] == [
+        ("haproxy", "haproxy"), ("keepalived", "keepalived"), ("keepalived", "prober")]
     ka = specs["keepalived"]
     assert ka.argv[0] == "keepalived" and "--dont-fork" in ka.argv
     assert {"NET_ADMIN", "NET_RAW"} <= set(ka.cap_add)
-    assert {m.container_path for m in ka.mounts} == {"/etc/keepalived/keepalived.conf",
-                                                     "/etc/keepalived/check_apiserver.sh"}
-    assert all(m.read_only for m in ka.mounts)
+    assert {m.container_path: m.read_only for m in ka.mounts} == {
+        "/etc/keepalived/keepalived.conf": True, "/etc/keepalived/check_apiserver.sh": True, "/run/kubeha": False}
+    prober = specs["prober"]
+    assert prober.argv == ("/bin/bash", "/etc/keepalived/probe_haproxy.sh") and prober.image == ka.image
+    assert {m.container_path: m.read_only for m in prober.mounts} == {
+        "/etc/keepalived/probe_haproxy.sh": True, "/run/kubeha": False}
     assert specs["haproxy"].argv[:1] == ("haproxy",)
     assert specs["haproxy"].image.startswith("kubeha.local/haproxy")
 
@@ -103,7 +111,8 @@ def _require(runtime: str) -> None:
 
 def _netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith(lab.LAB_PREFIX)}
+    mine = f"{lab.LAB_PREFIX}{os.getpid() % 100000}"  # this process's labs (others may run a bench meanwhile)
+    return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
 @pytest.fixture()
@@ -117,16 +126,33 @@ def _table(results: list[lab.Result]) -> str:
     return cli_drill.format_table(cli_drill.table_rows(results))
 
 
-def _check(results: list[lab.Result], scenarios: list[str]) -> None:
+MOVE_WITHIN = 1.0  # relaxed from the goals (0.3-0.4 s) for a shared CI machine
+WATCH_WITHIN = 2.0  # relaxed from the goal (1 s)
+
+
+def _check(results: list[lab.Result], scenarios: list[str], fast: bool = True, failback: bool = False) -> None:
+    """Behaviour always; with ``fast``, the goals' shape at relaxed bounds; ``failback``: preempt is on."""
     table = _table(results)
     assert [r.scenario for r in results] == scenarios, table
     for r in results:
         assert r.problems == [], f"{r.scenario}: {r.problems}\n{table}"
         assert r.fault.requests > 20 and r.restore.requests > 20, f"{r.scenario}: the client did not run\n{table}"
-        if lab.SCENARIOS[r.scenario].moves:
+        moves = lab.SCENARIOS[r.scenario].moves
+        if moves:
             assert r.fault.moved_in is not None and r.fault.moved_in <= 10, table
             assert r.fault.holder_after != r.target, table
         assert r.restore.holder_after is not None, table
+        assert r.fault.watch_gap is not None and r.restore.watch_gap is not None, f"{r.scenario}: watch lost\n{table}"
+        if not fast:
+            continue
+        assert r.flaps == 0 and r.split_brain == 0, f"{r.scenario}: flapped or two holders\n{table}"
+        if moves and r.scenario != "hang-prober":  # a hung prober faults its node after its verdict goes stale
+            assert r.fault.moved_in is not None and r.fault.moved_in <= MOVE_WITHIN, f"{r.scenario}\n{table}"
+        assert r.fault.watch_gap <= WATCH_WITHIN and r.restore.watch_gap <= WATCH_WITHIN, f"{r.scenario}\n{table}"
+        if moves and failback:  # the recovered holder takes the VIP back: one move, no more
+            assert r.restore.moves == 1 and r.restore.holder_after == r.target, f"{r.scenario}\n{table}"
+        elif moves:  # nopreempt: the VIP stays where it went, no second interruption
+            assert r.restore.moves == 0 and r.restore.moved_in is None, f"{r.scenario}\n{table}"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +182,7 @@ def test_three_masters_every_scenario_from_the_images(images_runtime: lab.Contai
                                                       tmp_path: Path, no_leftovers: None) -> None:
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
     images_runtime.check_images(_images_of(topo))
-    scenarios = list(lab.DEFAULT_SCENARIOS)
+    scenarios = [*lab.DEFAULT_SCENARIOS, "hang-prober"]
     results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path)  # logs stay on failure
     print("\n" + _table(results))
     _check(results, scenarios)
@@ -189,6 +215,28 @@ def test_host_runtime_same_configs(tmp_path: Path, no_leftovers: None) -> None:
     results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
     print("\n" + _table(results))
     _check(results, scenarios)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_failback_with_preempt_takes_the_vip_back_once(tmp_path: Path, no_leftovers: None) -> None:
+    _require("host")
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE, preempt=True))
+    scenarios = ["kill-haproxy", "power-off"]
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios, failback=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_classic_still_fails_over(tmp_path: Path, no_leftovers: None) -> None:
+    _require("host")
+    topo = lab.topology(lab.files_from_inventory(EXAMPLE, "classic"))
+    scenarios = ["kill-haproxy"]
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    print("\n" + _table(results))
+    _check(results, scenarios, fast=False)
 
 
 @pytest.mark.e2e

@@ -37,8 +37,8 @@ app = typer.Typer(help="Failover drill: break the VIP holder in a namespaced lab
                   no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
                   add_completion=False)
 
-COLUMNS = ("scenario", "target", "VIP moved in", "failed", "back in", "failed", "flaps", "two holders",
-           "verdict")
+COLUMNS = ("scenario", "target", "VIP moved in", "failed", "watch reconnect", "back in", "failed on restore",
+           "watch on restore", "flaps", "two holders", "verdict")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -53,9 +53,23 @@ def _seconds(value: float | None) -> str:
 def table_rows(results: list[lab.Result]) -> list[tuple[str, ...]]:
     """One row of text per result, in the order of :data:`COLUMNS`."""
     return [(r.scenario, r.target, _seconds(r.fault.moved_in), f"{r.fault.failed}/{r.fault.requests}",
-             _seconds(r.restore.moved_in), f"{r.restore.failed}/{r.restore.requests}", str(r.flaps),
-             f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms", "; ".join(r.problems) or "ok")
+             _watch(r.fault.watch_gap), _seconds(r.restore.moved_in), f"{r.restore.failed}/{r.restore.requests}",
+             _watch(r.restore.watch_gap), _flaps(r), f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms",
+             "; ".join(r.problems) or "ok")
             for r in results]
+
+
+def _flaps(r: lab.Result) -> str:
+    """Flaps, and blips (interim holders that yielded within one advert) when there were any."""
+    blips = r.fault.blips + r.restore.blips
+    return f"{r.flaps} ({blips} blip{'s' if blips > 1 else ''})" if blips else str(r.flaps)
+
+
+def _watch(gap: float | None) -> str:
+    """The watch's longest outage: "unbroken", seconds, or "never" when it did not come back."""
+    if gap is None:
+        return "never"
+    return "unbroken" if gap == 0 else f"{gap:.2f} s"
 
 
 def format_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS) -> str:

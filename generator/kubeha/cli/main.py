@@ -195,8 +195,11 @@ def _print_plan(result: dict[str, Any]) -> None:
         print(f"  {m['name']:<20} {m['address']:<16} {m['state']:<7} priority {m['priority']:>3}  {m['interface']}")
     print(f"  + {len(result['workers'])} worker(s) reaching the control plane at {result['endpoint']}")
     budget = result["failover_worst_case_s"]
+    if "check" in result:  # vip_mode vrrp: keepalived's check and the failback policy
+        print(f"check: {result['check']}; failback: {result['failback']}")
+    prober = f", {budget['prober_lost']} s if the prober dies or hangs" if "prober_lost" in budget else ""
     print(f"worst-case failover: {budget['haproxy_or_apiserver_path']} s when haproxy or the apiserver path "
-          f"fails, {budget['link_or_power_loss']} s on link or power loss "
+          f"fails, {budget['link_or_power_loss']} s on link or power loss{prober} "
           f"(haproxy marks a dead apiserver down in {budget['haproxy_marks_dead_apiserver_down']} s)")
 
 

@@ -38,6 +38,8 @@ CLUSTER_KEYS: dict[str, str] = {
     "gateway": "gateway",
     "dns": "dns",
     "dns_servers": "dns",
+    "preempt": "preempt",
+    "preempt_delay": "preempt_delay",
 }
 
 # Canonical host keys. ``lbname`` and ``role`` are seed variables kubeha accepts and does not need.
