@@ -88,6 +88,22 @@ def _resign(keys: Keys) -> Callable[[Path], None]:
     return lambda r: (r / "SHA256SUMS.asc").write_bytes(keys.other.signer().sign_detached(r / "SHA256SUMS"))
 
 
+def _rearmor(change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    """Change the armor of a good signature in a way gpgv still reads as the same signature."""
+    def tamper(root: Path) -> None:
+        sig = root / "SHA256SUMS.asc"
+        before = sig.read_bytes()
+        sig.write_bytes(change(before))
+        assert sig.read_bytes() != before
+    return tamper
+
+
+def _rewrap(armor: bytes) -> bytes:
+    lines = armor.split(b"\n")
+    body = b"".join(lines[2:-3])
+    return b"\n".join([*lines[:2], *(body[i:i + 76] for i in range(0, len(body), 76)), *lines[-3:]])
+
+
 def _append_member(tar: Path, member: tarfile.TarInfo) -> Path:
     evil = tar.with_name("evil.tar")
     shutil.copy(tar, evil)
@@ -175,6 +191,15 @@ ROWS: dict[str, Row] = {
                                          "checksum mismatch: images/images.tar"),
     "unsigned (signature removed)": Row(lambda c: c.bundle(3, tamper=lambda r: (r / "SHA256SUMS.asc").unlink()),
                                         "SHA256SUMS.asc is missing"),
+    "armor with an added header line": Row(
+        lambda c: c.bundle(3, tamper=_rearmor(lambda a: a.replace(b"-----\n\n", b"-----\nComment: x\n\n", 1))),
+        "SHA256SUMS.asc: not one armored detached signature"),
+    "armor with CRLF line ends": Row(lambda c: c.bundle(3, tamper=_rearmor(lambda a: a.replace(b"\n", b"\r\n"))),
+                                     "SHA256SUMS.asc: not one armored detached signature"),
+    "armor body re-wrapped at 76 columns": Row(lambda c: c.bundle(3, tamper=_rearmor(_rewrap)),
+                                               "SHA256SUMS.asc: not one armored detached signature"),
+    "armor with a trailing space": Row(lambda c: c.bundle(3, tamper=_rearmor(lambda a: a.replace(b"\n=", b" \n=", 1))),
+                                       "SHA256SUMS.asc: not one armored detached signature"),
     # 4. bound to one cluster, never rolled back
     "another cluster's bundle": Row(lambda c: c.bundle(3, cluster_id="f" * 32), "bundle of cluster demo (ffff"),
     "serial below the user-data floor": Row(lambda c: c.bundle(3), "bundle serial 3 is older than the lowest accepted 5",
