@@ -64,8 +64,32 @@ def test_read_only_file_system(work: Path, command: str) -> None:
     assert snapshot(work) == before
 
 
+@pytest.fixture
+def reachable_by_nobody() -> Iterator[None]:
+    """Let nobody reach kubeha: search permission on every ancestor of the venv, interpreter and source tree.
+
+    A clone in a private directory (``mktemp -d`` makes 0700) would otherwise stop nobody before kubeha runs.
+    Only directories lacking o+x are changed, and their modes are put back afterwards.
+    """
+    import kubeha
+
+    targets = [Path(KUBEHA), Path(os.path.realpath(sys.executable)), Path(kubeha.__file__).resolve()]
+    changed: dict[Path, int] = {}
+    for target in targets:
+        for parent in target.parents:
+            mode = parent.stat().st_mode
+            if parent not in changed and not mode & 0o001:
+                changed[parent] = mode & 0o7777
+                parent.chmod(changed[parent] | 0o001)
+    try:
+        yield
+    finally:
+        for parent, mode in changed.items():
+            parent.chmod(mode)
+
+
 @pytest.mark.parametrize("command", list(writers("x")))
-def test_directory_the_user_may_not_write(work: Path, command: str) -> None:
+def test_directory_the_user_may_not_write(work: Path, command: str, reachable_by_nobody: None) -> None:
     before = snapshot(work)
     env = {k: v for k, v in os.environ.items() if k != "GNUPGHOME"} | {"HOME": str(work)}
     run = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", KUBEHA,
