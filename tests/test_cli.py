@@ -222,7 +222,7 @@ def test_inventory_shaped_input_never_crashes(tmp_path: Path, lines: list[str]) 
 
 
 def test_target_choices_are_the_targets() -> None:
-    from kubeha.cli.main import Target
+    from kubeha.cli.options import Target
     from kubeha.deliver.targets import TARGETS
 
     assert [t.value for t in Target] == list(TARGETS)

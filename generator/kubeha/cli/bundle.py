@@ -22,7 +22,7 @@ from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bun
 from kubeha.bundle.pack import Delivery, pack_inventory
 from kubeha.bundle.signing import Signer
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
-from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.cli.options import Format, MergeDirOpt, MergeOpt, Target
 from kubeha.deliver.userparts import MergeSpec
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Cluster
@@ -32,26 +32,6 @@ app = typer.Typer(help="Pack and verify signed offline bundles.", no_args_is_hel
                   pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
 
 _err = Console(stderr=True)
-
-
-class PackFormat(StrEnum):
-    """The documents a bundle carries for its nodes."""
-
-    cloud_init = "cloud-init"
-    ignition = "ignition"
-
-
-class PackTarget(StrEnum):
-    """Where the nodes' user-data goes (kubeha.deliver.targets.TARGETS, as gen userdata --target)."""
-
-    nocloud = "nocloud"
-    aws = "aws"
-    azure = "azure"
-    openstack = "openstack"
-    gce = "gce"
-    vsphere = "vsphere"
-    proxmox = "proxmox"
-    generic = "generic"
 
 
 class Runtime(StrEnum):
@@ -117,12 +97,12 @@ def pack(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
     merge: MergeOpt = None,
     merge_dir: MergeDirOpt = None,
-    target: Annotated[PackTarget, typer.Option("--target", help="Fit every node's user-data to this target's "
+    target: Annotated[Target, typer.Option("--target", help="Fit every node's user-data to this target's "
                                                "budget (as gen userdata --target does), or refuse with per-file "
-                                               "sizes.")] = PackTarget.nocloud,
-    fmt: Annotated[PackFormat, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
+                                               "sizes.")] = Target.nocloud,
+    fmt: Annotated[Format, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
                                             "for Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
-                                            "Ignition configs).")] = PackFormat.cloud_init,
+                                            "Ignition configs).")] = Format.cloud_init,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 

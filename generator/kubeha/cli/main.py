@@ -25,7 +25,7 @@ from kubeha.cli.common import (
     quiet_stdout,
     session,
 )
-from kubeha.cli.options import MergeDirOpt, MergeOpt
+from kubeha.cli.options import Format, MergeDirOpt, MergeOpt, Target
 from kubeha.errors import ExitCode
 
 # Command groups in their own modules, imported only when used: they pull in the Docker SDK, GnuPG, rich
@@ -98,25 +98,6 @@ gen_app = typer.Typer(help="Generate per-node provisioning documents.", no_args_
                       rich_markup_mode=None)
 app.add_typer(gen_app, name="gen")
 
-
-class Format(StrEnum):
-    """Output formats of ``kubeha gen userdata``."""
-
-    cloud_init = "cloud-init"
-    ignition = "ignition"
-
-
-class Target(StrEnum):
-    """Where user-data goes (kubeha.deliver.targets.TARGETS; a test keeps the two lists equal)."""
-
-    nocloud = "nocloud"
-    aws = "aws"
-    azure = "azure"
-    openstack = "openstack"
-    gce = "gce"
-    vsphere = "vsphere"
-    proxmox = "proxmox"
-    generic = "generic"
 
 
 InventoryArg = Annotated[

@@ -129,11 +129,15 @@ def write_seed_isos(
             write_seed_iso(path, user_data=docs["user-data"], meta_data=docs["meta-data"],
                            network_config=docs.get("network-config"),
                            bundle_dir=verified if node in masters else None, include=_only_for(node))
-            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
-                            "sha256": sha256_file(path)})
+            written.append(_record(node, path))
             if done is not None:
                 done(node)
     return written
+
+
+def _record(node: str, path: Path) -> dict[str, object]:
+    """What ``--json`` says of one written ISO."""
+    return {"node": node, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _private_parent(output: Path) -> Path:
@@ -167,8 +171,7 @@ def write_bundle_isos(inventory: Path, output: Path, bundle: Path, keyring: Path
             path = output / f"{node}.iso"
             write_bundle_iso(path, label=label, bundle_dir=verified, include=_only_for(node),
                              files={"config.ign": (verified / "nodes" / node / "config.ign").read_bytes()})
-            written.append({"node": node, "path": str(path), "bytes": path.stat().st_size,
-                            "sha256": sha256_file(path)})
+            written.append(_record(node, path))
             if done is not None:
                 done(node)
     return written
