@@ -38,7 +38,7 @@ from kubeha.cli.bundle import app
 from kubeha.errors import ChecksumError, InvalidInput
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture shared with the signing tests
 
-REFS = ("kubeha.local/keepalived:2.2.7", "kubeha.local/haproxy:2.6.12")
+REFS = ("kubeha.local/keepalived:2.3.3", "kubeha.local/haproxy:3.0.11")
 CLUSTER_ID = "0123456789abcdef0123456789abcdef"
 
 

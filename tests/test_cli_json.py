@@ -98,8 +98,8 @@ def test_gen_seed_iso(ws: dict[str, Any]) -> None:
 def test_image_commands(ws: dict[str, Any]) -> None:
     archive = str(ws["tmp"] / "images.tar")
     doc = envelope(["image", "inspect", archive], 0)
-    assert [i["refs"] for i in doc["result"]["images"]] == [["kubeha.local/keepalived:2.2.7"],
-                                                            ["kubeha.local/haproxy:2.6.12"]]
+    assert [i["refs"] for i in doc["result"]["images"]] == [["kubeha.local/keepalived:2.3.3"],
+                                                            ["kubeha.local/haproxy:3.0.11"]]
     envelope(["image", "inspect", str(ws["tmp"] / "nope.tar")], 1)
     nowhere = f"unix://{ws['tmp']}/none.sock"
     doc = envelope(["image", "build", "--docker-host", nowhere], 1)

@@ -41,7 +41,7 @@ def work(tmp_path: Path, gpg_keys: Keys) -> Path:  # noqa: F811
     (tmp_path / "theirs" / "notes.txt").write_text("someone else's\n")
     (tmp_path / "images.tar").parent.mkdir(exist_ok=True)
     make_docker_archive(tmp_path / "images.tar")
-    make_docker_archive(tmp_path / "partial.tar", refs=("kubeha.local/keepalived:2.2.7",))
+    make_docker_archive(tmp_path / "partial.tar", refs=("kubeha.local/keepalived:2.3.3",))
     (tmp_path / "nul.ini").write_bytes(b"[k8s-master]\n\0\n")
     (tmp_path / "asdir.tar").mkdir()
     (tmp_path / "asdir.tar" / "images.tar").mkdir()
@@ -106,9 +106,9 @@ ROWS: list[tuple[str, list[str], int, str]] = [
      "kubeha: error: -o afile/images.tar: {w}/afile is not a directory; nothing written"),
     ("save -o dir whose images.tar is a dir", ["image", "save", "-o", "asdir.tar"], 1,
      "kubeha: error: -o asdir.tar/images.tar: is a directory, not a file; nothing written"),
-    ("save short ref", ["image", "save", "-o", "x.tar", "keepalived:2.2.7"], 1,
-     "kubeha: error: image ref 'keepalived:2.2.7' is not fully qualified: write it with its registry host, e.g. "
-     "docker.io/library/keepalived:2.2.7 or kubeha.local/keepalived:2.2.7; nothing written"),
+    ("save short ref", ["image", "save", "-o", "x.tar", "keepalived:2.3.3"], 1,
+     "kubeha: error: image ref 'keepalived:2.3.3' is not fully qualified: write it with its registry host, e.g. "
+     "docker.io/library/keepalived:2.3.3 or kubeha.local/keepalived:2.3.3; nothing written"),
     ("save bad recipe", ["image", "save", "-o", "x.tar", "--recipe", "notrecipe.yaml"], 1,
      "kubeha: 1 error(s), 0 warning(s); nothing written"),
     ("build unknown image", ["image", "build", "nginx"], 2,
@@ -137,7 +137,7 @@ FIRST_LINES = {
     "gen unknown --node": "--node: error: node: no node 'nope' in the inventory; nodes: master1, master2, master3, "
                           "worker1, worker2",
     "pack recipe not a recipe": "notrecipe.yaml:1: error: recipe: not a kubeha bundle recipe (needs `recipe: 1`)",
-    "pack archive lacks an image": "partial.tar: error: images: lacks kubeha.local/haproxy:2.6.12 (named by "
+    "pack archive lacks an image": "partial.tar: error: images: lacks kubeha.local/haproxy:3.0.11 (named by "
                                    "haproxy_image)",
     "build missing recipe": "nope.yaml: error: recipe: cannot read: No such file or directory",
 }

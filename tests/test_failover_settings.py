@@ -53,7 +53,7 @@ def test_default_is_the_prober_with_fault_and_no_failback(tmp_path: Path) -> Non
         assert "find /run/kubeha/haproxy-verdict -newermt '-2 seconds'" in files[node]["/etc/keepalived/check_apiserver.sh"]
     pod = yaml.safe_load(next(v for k, v in files["m1"].items() if k.endswith("/keepalived.yaml")))
     assert [c["name"] for c in pod["spec"]["containers"]] == ["keepalived", "prober"]
-    assert {c["image"] for c in pod["spec"]["containers"]} == {"kubeha.local/keepalived:2.2.7"}
+    assert {c["image"] for c in pod["spec"]["containers"]} == {"kubeha.local/keepalived:2.3.3"}
     assert "on-marked-down shutdown-sessions" in files["m1"]["/etc/haproxy/haproxy.cfg"]
 
 

@@ -59,9 +59,9 @@ def make_archive(path: Path, layout: str = "legacy", tamper: bool = False) -> di
         return f"blobs/sha256/{hexdigest}" if layout == "oci" else f"{hexdigest}.json"
 
     manifest = [
-        {"Config": config_path("ka"), "RepoTags": ["kubeha.local/keepalived:2.2.7"],
+        {"Config": config_path("ka"), "RepoTags": ["kubeha.local/keepalived:2.3.3"],
          "Layers": [layer_path("base"), layer_path("a")]},
-        {"Config": config_path("hp"), "RepoTags": ["kubeha.local/haproxy:2.6.12"],
+        {"Config": config_path("hp"), "RepoTags": ["kubeha.local/haproxy:3.0.11"],
          "Layers": [layer_path("base"), layer_path("b")]},
     ]
     with tarfile.open(path, "w") as tar:
@@ -82,7 +82,7 @@ def test_inspect_archive_reads_refs_ids_layers_and_sizes(tmp_path: Path, layout:
     archive = tmp_path / "images.tar"
     expected = make_archive(archive, layout)
     infos = images.inspect_archive(archive)
-    assert [i.refs for i in infos] == [("kubeha.local/keepalived:2.2.7",), ("kubeha.local/haproxy:2.6.12",)]
+    assert [i.refs for i in infos] == [("kubeha.local/keepalived:2.3.3",), ("kubeha.local/haproxy:3.0.11",)]
     assert [i.image_id for i in infos] == expected["ids"]
     assert [list(i.layers) for i in infos] == expected["layers"]
     assert [i.size for i in infos] == expected["sizes"]
@@ -127,7 +127,7 @@ def test_cli_inspect_prints_refs_and_layers(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(archive)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "kubeha.local/keepalived:2.2.7"
+    assert lines[0] == "kubeha.local/keepalived:2.3.3"
     assert lines[1] == f"  id:     {expected['ids'][0]}"  # type: ignore[index]
     assert lines.count(f"  layer:  {expected['layers'][0][0]}") == 2  # type: ignore[index]
 
@@ -177,7 +177,7 @@ def test_build_rejects_unknown_image_names() -> None:
 
 
 @pytest.mark.parametrize(("ref", "message"), [
-    ("keepalived:2.2.7", "is not fully qualified"),
+    ("keepalived:2.3.3", "is not fully qualified"),
     ("osixia/keepalived:2.0.20", "is not fully qualified"),
     ("kubeha.local/keepalived", "has no tag"),
 ])
@@ -187,12 +187,12 @@ def test_save_rejects_refs_kubelet_would_not_find(ref: str, message: str) -> Non
 
 
 def test_fully_qualified_refs_pass() -> None:
-    refs = ["kubeha.local/keepalived:2.2.7", "localhost/x:1", "registry:5000/a/b:2", "docker.io/library/c@sha256:ab"]
+    refs = ["kubeha.local/keepalived:2.3.3", "localhost/x:1", "registry:5000/a/b:2", "docker.io/library/c@sha256:ab"]
     assert images.normalise_refs([*refs, refs[0]]) == refs
 
 
 def test_default_refs_are_fully_qualified_and_match_specs() -> None:
-    assert images.DEFAULT_REFS == ("kubeha.local/keepalived:2.2.7", "kubeha.local/haproxy:2.6.12")
+    assert images.DEFAULT_REFS == ("kubeha.local/keepalived:2.3.3", "kubeha.local/haproxy:3.0.11")
     assert [s.ref for s in images.IMAGES.values()] == list(images.DEFAULT_REFS)
     for spec in images.IMAGES.values():
         assert spec.ref.endswith(":" + spec.version)
@@ -201,7 +201,7 @@ def test_default_refs_are_fully_qualified_and_match_specs() -> None:
 def test_dockerfiles_take_the_base_and_version_as_arguments() -> None:
     for spec in images.IMAGES.values():
         text = (images.default_docker_dir() / spec.name / "Dockerfile").read_text()
-        assert "ARG BASE_IMAGE=debian:bookworm-slim\nFROM ${BASE_IMAGE}\n" in text
+        assert "ARG BASE_IMAGE=debian:trixie-slim\nFROM ${BASE_IMAGE}\n" in text
         assert f"ARG VERSION={spec.version}\n" in text
         assert "--no-install-recommends" in text and "rm -rf /var/lib/apt/lists/*" in text
 
@@ -217,7 +217,7 @@ def test_follow_build_reports_only_the_failing_step() -> None:
     with pytest.raises(images.ImageError) as caught:
         images._follow_build(iter(stream), images.IMAGES["haproxy"], seen.append)
     message = str(caught.value)
-    assert message.startswith("building kubeha.local/haproxy:2.6.12 failed: The command")
+    assert message.startswith("building kubeha.local/haproxy:3.0.11 failed: The command")
     assert "Step 3/3 : RUN broken\nboom: no such file" in message and "fine" not in message
     assert "".join(seen).count("Step") == 3
 
@@ -247,7 +247,7 @@ def test_save_result_metadata_document(tmp_path: Path) -> None:
     assert written == tmp_path / "images.json"
     assert doc["archive"] == "images.tar" and doc["format"] == "docker-archive"
     assert doc["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert [i["refs"] for i in doc["images"]] == [["kubeha.local/keepalived:2.2.7"], ["kubeha.local/haproxy:2.6.12"]]
+    assert [i["refs"] for i in doc["images"]] == [["kubeha.local/keepalived:2.3.3"], ["kubeha.local/haproxy:3.0.11"]]
 
 
 def test_every_command_has_help() -> None:
@@ -257,10 +257,10 @@ def test_every_command_has_help() -> None:
 
 
 def test_save_rejects_a_short_ref_before_contacting_docker(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["save", "-o", str(tmp_path / "x.tar"), "keepalived:2.2.7",
+    result = runner.invoke(app, ["save", "-o", str(tmp_path / "x.tar"), "keepalived:2.3.3",
                                  "--docker-host", f"unix://{tmp_path}/none.sock"])
     assert result.exit_code == 1
-    assert "'keepalived:2.2.7' is not fully qualified" in result.stderr
+    assert "'keepalived:2.3.3' is not fully qualified" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

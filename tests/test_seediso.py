@@ -38,7 +38,7 @@ def bundle(tmp_path: Path) -> Path:
     root = tmp_path / "bundle"
     (root / "images").mkdir(parents=True)
     (root / "nodes/master-1").mkdir(parents=True)
-    (root / "images/keepalived-2.2.7-haproxy-2.6.12.tar").write_bytes(bytes(range(256)) * 4000)
+    (root / "images/keepalived-2.3.3-haproxy-3.0.11.tar").write_bytes(bytes(range(256)) * 4000)
     (root / "SHA256SUMS").write_text("0" * 64 + "  bundle.json\n")
     (root / "SHA256SUMS.asc").write_text("-----BEGIN PGP SIGNATURE-----\n")
     (root / "bundle.json").write_text("{}\n")
@@ -181,7 +181,7 @@ def test_isoinfo_reads_it(tmp_path: Path, bundle: Path) -> None:
     assert "Volume id: cidata" in info
     assert "Joliet with UCS level 3 found" in info and "Rock Ridge signatures version 1 found" in info
     listing = isoinfo("-R", "-l", "-i", path)
-    for name in ("user-data", "meta-data", "network-config", "kubeha-bundle", "keepalived-2.2.7-haproxy-2.6.12.tar"):
+    for name in ("user-data", "meta-data", "network-config", "kubeha-bundle", "keepalived-2.3.3-haproxy-3.0.11.tar"):
         assert f" {name} " in listing + " ", name
     assert isoinfo("-J", "-i", path, "-x", "/user-data").encode() == USER_DATA
     assert isoinfo("-J", "-i", path, "-x", "/kubeha-bundle/nodes/master-1/user-data").encode() == USER_DATA

@@ -152,10 +152,10 @@ def timing_warnings(cluster: Cluster) -> list[Problem]:
     p = cluster.profile
     loc = Location(cluster.source, 0)
     out = []
-    if p.hap_markdown_s >= p.check_interval * p.check_fall:
+    if not p.check_via_monitor and p.hap_markdown_s >= p.check_interval * p.check_fall:
         out.append(Problem(loc, "profile", (
             f"haproxy needs up to {p.hap_markdown_s:g} s to mark a dead apiserver down, while keepalived's check "
-            f"fails after {p.check_interval * p.check_fall} s: a healthy BACKUP whose check lands on the dead "
+            f"fails after {p.check_interval * p.check_fall:g} s: a healthy BACKUP whose check lands on the dead "
             "backend drops its priority too and the VIP can flap (use profile fast)"), "warning"))
     if cluster.vrrp_mode == "unicast":
         out.append(Problem(loc, "vrrp_mode", (

@@ -15,12 +15,14 @@ a failed probe puts the node in FAULT, which sends a priority-0 advert so a back
 prober also faults the node: the VIP moves rather than staying without a working check.
 
 ``BASELINES`` holds settings measured for comparison only (bench/failover.py, ``kubeha drill --profile``),
-never offered in an inventory: ``kubeadm-guide`` is the kubeadm HA guide's keepalived + haproxy example.
+never offered in an inventory: ``kubeadm-guide`` is the kubeadm HA guide's keepalived + haproxy example;
+``fast-script`` is ``fast`` with the prober replaced by what keepalived 2.3.2+ allows on its own, a
+``vrrp_script`` every 0.1 s (one ``sh`` + ``curl`` fork per run), the option the prober was chosen over.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class Profile:
     name: str
     vrrp_version: int
     advert_int: float
-    check_interval: int  # keepalived vrrp_script interval: whole seconds, >= 1
-    check_timeout: int  # keepalived kills the script after this many seconds (counts as a failure)
+    check_interval: float  # keepalived vrrp_script interval, s (whole seconds before keepalived 2.3.2)
+    check_timeout: float  # keepalived kills the script after this many seconds (counts as a failure)
     check_fall: int
     check_rise: int
     curl_connect_timeout: float
@@ -138,3 +140,10 @@ BASELINES: dict[str, Profile] = {
         fixed_priorities=(101, 100),
     ),
 }
+
+# fast, with keepalived's own sub-second vrrp_script (2.3.2+) as the check instead of the prober: curl asks
+# haproxy's /readyz every 0.1 s with the prober's timeouts; keepalived kills a run after 0.2 s.
+BASELINES["fast-script"] = replace(
+    PROFILES["fast"], name="fast-script", probe=False, check_interval=0.1, check_timeout=0.2, check_fall=1,
+    check_rise=3, curl_connect_timeout=0.1, curl_max_time=0.1,
+)

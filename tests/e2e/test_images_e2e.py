@@ -55,16 +55,16 @@ def test_build_tags_both_images_with_their_commands(client: docker.DockerClient)
     haproxy = client.images.get(images.DEFAULT_HAPROXY_REF)
     assert keepalived.attrs["Config"]["Cmd"] == KEEPALIVED_CMD
     assert haproxy.attrs["Config"]["Cmd"] == HAPROXY_CMD
-    assert keepalived.labels["org.opencontainers.image.version"] == "2.2.7"
-    assert haproxy.labels["org.opencontainers.image.version"] == "2.6.12"
+    assert keepalived.labels["org.opencontainers.image.version"] == "2.3.3"
+    assert haproxy.labels["org.opencontainers.image.version"] == "3.0.11"
     # Both sit on the same base, so the archive carries that layer once.
     assert keepalived.attrs["RootFS"]["Layers"][0] == haproxy.attrs["RootFS"]["Layers"][0]
 
 
 def test_build_streams_output(session_images: ImagesBuild) -> None:
     out = session_images.build_output
-    assert "Step 1/" in out and "Successfully tagged kubeha.local/keepalived:2.2.7" in out
-    assert "Successfully tagged kubeha.local/haproxy:2.6.12" in out
+    assert "Step 1/" in out and "Successfully tagged kubeha.local/keepalived:2.3.3" in out
+    assert "Successfully tagged kubeha.local/haproxy:3.0.11" in out
 
 
 SLIM_CHECK = ("find /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale /usr/share/perl "
@@ -138,11 +138,11 @@ def test_containerd_imports_fully_qualified_refs(imported: Daemon) -> None:
 
 
 @pytest.mark.parametrize(("ref", "argv", "expected"), [
-    (images.DEFAULT_KEEPALIVED_REF, ["keepalived", "--version"], "Keepalived v2.2.7"),
+    (images.DEFAULT_KEEPALIVED_REF, ["keepalived", "--version"], "Keepalived v2.3.3"),
     (images.DEFAULT_KEEPALIVED_REF, ["curl", "--version"], "Protocols:"),
     (images.DEFAULT_KEEPALIVED_REF, ["sh", "-c", "test -s /etc/ssl/certs/ca-certificates.crt && echo ca-ok"],
      "ca-ok"),
-    (images.DEFAULT_HAPROXY_REF, ["haproxy", "-v"], "HAProxy version 2.6.12"),
+    (images.DEFAULT_HAPROXY_REF, ["haproxy", "-v"], "HAProxy version 3.0.11"),
 ])
 def test_containerd_runs_each_image(imported: Daemon, ref: str, argv: list[str], expected: str) -> None:
     name = "kh-" + argv[0].replace("/", "") + "-" + ref.split("/")[1].split(":")[0]
@@ -252,7 +252,7 @@ def test_docker_loads_archive_into_fresh_data_root(session_images: ImagesBuild) 
             assert client.images.get(ref).id == image_id
         out = client.containers.run(images.DEFAULT_HAPROXY_REF, ["haproxy", "-v"], network_mode="none",
                                     remove=True)
-        assert b"2.6.12" in out
+        assert b"3.0.11" in out
     finally:
         stop_and_remove(fresh)
 
@@ -282,7 +282,7 @@ def test_build_failure_shows_the_failing_step(session_images: ImagesBuild, tmp_p
     run = kubeha_cli("build", "-q", "haproxy", "--docker-dir", str(tmp_path), "--base", session_images.base_ref,
                      env=session_images.dockerd.env())
     assert run.returncode == 1
-    assert "building kubeha.local/haproxy:2.6.12 failed" in run.stderr
+    assert "building kubeha.local/haproxy:3.0.11 failed" in run.stderr
     assert "about-to-fail" in run.stderr and "/does-not-exist" in run.stderr
     assert "preparing-things" not in run.stderr, "only the failing step's output is shown"
     assert "Traceback" not in run.stderr

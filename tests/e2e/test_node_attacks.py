@@ -232,7 +232,7 @@ ROWS: dict[str, Row] = {
                                      step="stage"),
     # 7. the images the pods need
     "newer bundle lacking a pod image": Row(lambda c: c.bundle(3, images=c.keepalived_only()),
-                                            "static pod image kubeha.local/haproxy:2.6.12 is not in the bundle"),
+                                            "static pod image kubeha.local/haproxy:3.0.11 is not in the bundle"),
 }
 
 

@@ -132,7 +132,7 @@ def gnupghome() -> Iterator[Path]:
 def test_readme_air_gapped_block_as_written(venv: Path, dockerd: Daemon, gnupghome: Path, tmp_path: Path) -> None:
     client = docker.DockerClient(base_url=dockerd.address)
     import_base(client, ensure_base_tarball())  # the CI image base: no registry is reachable here
-    client.images.get(BASE_REF).tag("debian", "bookworm-slim")  # the recipe's base, as a user would pull it
+    client.images.get(BASE_REF).tag("debian", "trixie-slim")  # the recipe's base, as a user would pull it
     shutil.copy(REPO / "examples" / "cluster.yaml", tmp_path / "cluster.yaml")
     env = user_env(venv, GNUPGHOME=str(gnupghome), DOCKER_HOST=dockerd.env()["DOCKER_HOST"])
     sh(["gpg", "--armor", "--export", "--output", "ops-public.asc", "ops@example.org"], cwd=tmp_path, env=env)
@@ -140,8 +140,8 @@ def test_readme_air_gapped_block_as_written(venv: Path, dockerd: Daemon, gnupgho
     assert "kubeha image build" in block and "kubeha gen seed-iso" in block
     sh(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, timeout=3000)
     refs = json.loads(sh(["kubeha", "image", "inspect", "--json", "images.tar"], cwd=tmp_path, env=env).stdout)
-    assert sorted(r for i in refs["result"]["images"] for r in i["refs"]) == ["kubeha.local/haproxy:2.6.12",
-                                                                              "kubeha.local/keepalived:2.2.7"]
+    assert sorted(r for i in refs["result"]["images"] for r in i["refs"]) == ["kubeha.local/haproxy:3.0.11",
+                                                                              "kubeha.local/keepalived:2.3.3"]
     verify = sh(["kubeha", "bundle", "verify", "--json", "bundles/demo.tar", "--keyring", "ops-public.asc"],
                 cwd=tmp_path, env=env)
     assert json.loads(verify.stdout)["ok"] is True

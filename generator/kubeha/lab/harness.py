@@ -177,6 +177,17 @@ class Lab:
         """CPU time (user + system, children included) a container's main process has used so far."""
         return sum(cpu_seconds(pid) for pid in self._pids(name, pod, container).values())
 
+    def pod_cpu_seconds(self, name: str, pod: str) -> float | None:
+        """CPU time of a pod's containers from their cgroups (every process, short-lived forks included).
+
+        None when a container has no cgroup of its own (the host runtime shares the lab's).
+        """
+        own = _cgroup(os.getpid())
+        paths = {_cgroup(pid) for pid in self._pids(name, pod, None).values()}
+        if not paths or None in paths or own in paths:
+            return None
+        return sum(_cgroup_cpu_seconds(path) for path in paths if path)
+
     def stop_apiserver(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill (or with SIGSTOP hang) a node's stand-in apiserver."""
         kill_pid(self.nodes[name].apiserver, sig)
@@ -280,3 +291,31 @@ class Lab:
         for ns in reversed(self.namespaces):
             run_cmd(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
+
+
+def _cgroup(pid: int) -> str | None:
+    """Where a process's CPU time is accounted: ``/sys/fs/cgroup/...`` (cgroup v1 cpuacct, else v2).
+
+    None when the process is gone or has no CPU accounting cgroup.
+    """
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if "cpuacct" in controllers.split(","):
+            return f"/sys/fs/cgroup/{controllers}{path}"
+    for hid, _, path in lines:
+        if hid == "0" and os.path.isfile(f"/sys/fs/cgroup{path}/cpu.stat"):
+            return f"/sys/fs/cgroup{path}"
+    return None
+
+
+def _cgroup_cpu_seconds(path: str) -> float:
+    """CPU seconds used so far by every process ever in the cgroup at ``path``."""
+    if os.path.isfile(f"{path}/cpuacct.usage"):
+        with open(f"{path}/cpuacct.usage") as fh:
+            return int(fh.read()) / 1e9
+    with open(f"{path}/cpu.stat") as fh:
+        return int(dict(line.split() for line in fh)["usage_usec"]) / 1e6
