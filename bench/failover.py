@@ -198,7 +198,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.images = args.images.resolve()
     lab.require_tools(args.runtime)
     scenarios = args.scenarios.split(",")
-    reps_for = {k: int(v) for k, _, v in (r.partition("=") for r in args.reps_for)}
+    reps_for = {k: int(v) for k, _, v in (r.rpartition("=") for r in args.reps_for)}
     rows: list[tuple[str, ...]] = []
     dump: dict[str, object] = {}
     cpu: dict[str, dict[str, float]] = {}
