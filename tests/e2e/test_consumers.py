@@ -82,7 +82,10 @@ def _keepalived_test(root: Path) -> subprocess.CompletedProcess[str]:
     ifaces = sorted({line.split()[1] for line in conf.splitlines() if line.strip().startswith("interface ")})
     # (veth, not dummy: this kernel has no dummy driver)
     links = "".join(f"ip link add {name} type veth peer name khpeer{i} && " for i, name in enumerate(ifaces))
+    # /run/kubeha: the prober's verdict directory, a hostPath the pod mounts (keepalived resolves the
+    # track_file's directory when it reads the config; without it the track file is ignored, or with 2.3 an error)
     script = (f"{links}mount --bind {root}/etc/keepalived /etc/keepalived && "
+              "mount -t tmpfs kh-run /run && mkdir -p /run/kubeha && "
               f"exec {keepalived} -t -l -f /etc/keepalived/keepalived.conf")
     return subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -100,6 +103,7 @@ def test_keepalived_accepts_config(generated: dict[str, Path], case: Case, tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SECURITY VIOLATION" not in result.stdout + result.stderr
         assert "Disabling track script" not in result.stdout + result.stderr
+        assert "ignoring" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 def test_keepalived_check_can_fail(generated: dict[str, Path], tmp_path: Path) -> None:
