@@ -1,9 +1,10 @@
 """Failover bench: classic, the kubeadm HA guide's settings and fast side by side, in the namespaced lab.
 
 Each repetition builds a fresh lab from the inventory's generated configs, runs the scenarios, and tears it
-down. Prints one table, per variant and scenario, median / worst over the repetitions: VIP moved in, failed
-client requests (20 new TLS connections/s), watch reconnect (longest time a long-lived TLS watch through the
-VIP went without events), VIP back in and failed requests on restore, runs with flaps, blips (an interim
+down. Prints one table, per variant and scenario, median / worst over the repetitions: VIP moved in, when
+the serving haproxy marked a stopped apiserver down (from its log), failed client requests (20 new TLS
+connections/s), watch reconnect (longest time a long-lived TLS watch through the VIP went without events),
+VIP back in and failed requests on restore, runs with flaps, blips (an interim
 holder that yielded within one advert: two backups taking over together, VRRP convergence, not a move), the
 longest two-holder overlap, runs that failed a check; then each variant's CPU cost on the lab's nodes (the
 keepalived pod, and the prober within it).
@@ -40,7 +41,7 @@ from kubeha.cli.drill import format_table
 REPO = Path(__file__).resolve().parents[1]
 BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,stop-apiserver,pull-cable,power-off"
 DEFAULT_VARIANTS = "classic,kubeadm-guide,fast"
-COLUMNS = ("variant", "scenario", "runs", "VIP moved in", "failed", "watch reconnect", "back in",
+COLUMNS = ("variant", "scenario", "runs", "VIP moved in", "marked down in", "failed", "watch reconnect", "back in",
            "failed on restore", "watch on restore", "flaps", "blips", "two holders max", "failed checks")
 CPU_SECONDS = 10.0
 
@@ -122,6 +123,7 @@ def summarize(variant: str, results: list[lab.Result]) -> list[tuple[str, ...]]:
         back = [r.restore.moved_in for r in rs if r.restore.moved_in is not None]
         rows.append((variant, name, str(len(rs)),
                      _spread(moved, " s") + (f" ({len(rs) - len(moved)} no move)" if len(moved) < len(rs) else ""),
+                     _spread([r.fault.marked_down_in for r in rs if r.fault.marked_down_in is not None], " s"),
                      _spread([float(r.fault.failed) for r in rs]), _watch([r.fault.watch_gap for r in rs]),
                      _spread(back, " s") + (f" ({len(rs) - len(back)} stayed)" if back and len(back) < len(rs)
                                             else ""),

@@ -37,8 +37,8 @@ app = typer.Typer(help="Failover drill: break the VIP holder in a namespaced lab
                   no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
                   add_completion=False)
 
-COLUMNS = ("scenario", "target", "VIP moved in", "failed", "watch reconnect", "back in", "failed on restore",
-           "watch on restore", "flaps", "two holders", "verdict")
+COLUMNS = ("scenario", "target", "VIP moved in", "marked down in", "failed", "watch reconnect", "back in",
+           "failed on restore", "watch on restore", "flaps", "two holders", "verdict")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -52,7 +52,8 @@ def _seconds(value: float | None) -> str:
 
 def table_rows(results: list[lab.Result]) -> list[tuple[str, ...]]:
     """One row of text per result, in the order of :data:`COLUMNS`."""
-    return [(r.scenario, r.target, _seconds(r.fault.moved_in), f"{r.fault.failed}/{r.fault.requests}",
+    return [(r.scenario, r.target, _seconds(r.fault.moved_in), _seconds(r.fault.marked_down_in),
+             f"{r.fault.failed}/{r.fault.requests}",
              _watch(r.fault.watch_gap), _seconds(r.restore.moved_in), f"{r.restore.failed}/{r.restore.requests}",
              _watch(r.restore.watch_gap), _flaps(r), f"{'SPLIT ' if r.split_brain else ''}{r.overlap_ms:.0f} ms",
              "; ".join(r.problems) or "ok")

@@ -28,7 +28,7 @@ from kubeha.lab.base import (
     stopped,
     wait_for,
 )
-from kubeha.lab.monitor import VipMonitor
+from kubeha.lab.monitor import ServerLog, VipMonitor
 from kubeha.lab.runtimes import Runtime
 from kubeha.lab.topology import Topology, container_specs
 
@@ -59,6 +59,7 @@ class Lab:
         self.nodes = {m.name: NodeState(m.name, f"{self.token}-{m.name}", f"v{i}", workdir / m.name / "root")
                       for i, m in enumerate(topo.masters)}
         self.monitor = VipMonitor(str(topo.vip))
+        self.server_log = ServerLog()
         self.namespaces: list[str] = []
         self.cert: tuple[Path, Path] | None = None
         self.specs = {m.name: container_specs(m) for m in topo.masters}
@@ -137,6 +138,8 @@ class Lab:
         for spec in self.specs[name]:
             if spec.pod in pods:
                 log = self.workdir / name / f"{spec.pod}-{spec.name}.log"
+                if spec.pod == "haproxy":
+                    self.server_log.follow(name, str(log))
                 node.containers[f"{spec.pod}/{spec.name}"] = self.runtime.start(node.ns, node.root, spec, log)
 
     def _pids(self, name: str, pod: str, container: str | None) -> dict[str, int]:
@@ -277,6 +280,7 @@ class Lab:
     def down(self) -> None:
         """Tear everything down: processes in the lab namespaces (by PID), containers, namespaces, files."""
         self.monitor.stop()
+        self.server_log.stop()
         for node in self.nodes.values():
             for pid in pids_in_netns(node.ns):
                 kill_pid(pid, signal.SIGCONT)

@@ -1,8 +1,13 @@
-"""The VIP monitor: one ``ip -ts monitor address`` per node namespace, and the VIP's add/delete events."""
+"""What the lab watches while it runs: the VIP's moves, and haproxy's verdicts on the apiservers.
+
+The VIP's add/delete events on every node come from one ``ip -ts monitor address`` per node namespace;
+when each node's haproxy marks an apiserver down or up comes from its log.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -86,3 +91,77 @@ class VipMonitor:
             kill_pid(proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+
+
+@dataclass
+class ServerEvent:
+    """A node's haproxy logged that it marked a backend server (an apiserver) DOWN or UP."""
+
+    t: float  # when the lab read the line (within one poll of haproxy writing it)
+    node: str  # whose haproxy
+    server: str  # the apiserver's name (its master's)
+    down: bool
+
+
+class ServerLog:
+    """Follows each node's haproxy log (polled every ``poll`` s) for ``Server <backend>/<name> is DOWN|UP``.
+
+    haproxy logs a server's state change when its checks (or ``observe layer4``) mark it; the lab keeps
+    when each line appeared, which is how long the node's haproxy took to stop sending clients there.
+    """
+
+    _pattern = re.compile(r"^Server \S+/(\S+) is (DOWN|UP)\b")
+
+    def __init__(self, poll: float = 0.02) -> None:
+        self.poll = poll
+        self.events: list[ServerEvent] = []
+        self.files: dict[str, tuple[str, int]] = {}  # path -> (node, offset read so far)
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def follow(self, node: str, path: str) -> None:
+        """Follow a node's haproxy log from its current end (idempotent: a restarted haproxy appends)."""
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        with self.lock:
+            self.files.setdefault(path, (node, size))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            with self.lock:
+                files = dict(self.files)
+            for path, (node, offset) in files.items():
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(offset)
+                        data = fh.read()
+                except OSError:
+                    continue
+                complete = data[: data.rfind(b"\n") + 1]
+                if not complete:
+                    continue
+                now = time.time()
+                found = [m for line in complete.decode(errors="replace").splitlines()
+                         if (m := self._pattern.match(line))]
+                with self.lock:
+                    self.files[path] = (node, offset + len(complete))
+                    self.events += [ServerEvent(now, node, m.group(1), m.group(2) == "DOWN") for m in found]
+
+    def first_down(self, node: str, server: str, start: float, end: float) -> float | None:
+        """When ``node``'s haproxy first marked ``server`` down in [start, end), or None."""
+        with self.lock:
+            times = [e.t for e in self.events if e.node == node and e.server == server and e.down
+                     and start <= e.t < end]
+        return min(times) if times else None
+
+    def stop(self) -> None:
+        """Stop following."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)

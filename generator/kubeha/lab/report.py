@@ -21,6 +21,7 @@ class Phase:
     watch_gap: float | None = 0.0  # longest time the watch went without events (0: unbroken, None: never back)
     watch_breaks: int = 0  # how often the watch connection broke
     blips: int = 0  # interim holders that yielded within VRRP's convergence time (not moves, not flaps)
+    marked_down_in: float | None = None  # seconds until the serving haproxy marked the stopped apiserver down
 
 
 @dataclass
@@ -63,16 +64,22 @@ def watch_gaps(watch: list[dict[str, Any]], start: float, end: float) -> tuple[f
 
 
 def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list[dict[str, Any]],
-                  watch: list[dict[str, Any]] | None = None, tolerance: float = 0.0) -> Phase:
-    """Measure one phase from the VIP events, the client's samples and the watch's events in [start, end)."""
+                  watch: list[dict[str, Any]] | None = None, tolerance: float = 0.0,
+                  stopped_apiserver: str | None = None) -> Phase:
+    """Measure one phase from the VIP events, the client's samples and the watch's events in [start, end).
+
+    With ``stopped_apiserver``, also when the haproxy that serves the VIP (the holder's) marked it down.
+    """
     events = [e for e in lab.monitor.since(start) if e.t < end]
     added = [e for e in events if e.added and e.node != holder]
     moves, blips = count_moves(lab, start, events, end, tolerance)
     window = [s for s in samples if start <= s["t"] < end]
     held = lab.monitor.holders_at(end)
     gap, breaks = watch_gaps(watch or [], start, end)
+    down = lab.server_log.first_down(holder, stopped_apiserver, start, end) if stopped_apiserver else None
     return Phase(round(added[0].t - start, 3) if added else None, moves,
-                 sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks, blips)
+                 sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks, blips,
+                 round(down - start, 3) if down is not None else None)
 
 
 def count_moves(lab: Lab, start: float, events: list[VipEvent], end: float | None = None,

@@ -29,6 +29,7 @@ class Scenario:
     breaks: Callable[[Lab, str], None]
     restores: Callable[[Lab, str], None]
     moves: bool | None  # whether the VIP must leave the target (None: either is fine)
+    stops_apiserver: bool = False  # the target's apiserver: measure when the serving haproxy marks it down
 
 
 def _hang(pod: str) -> Callable[[Lab, str], None]:
@@ -41,12 +42,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("hang-haproxy", "haproxy hung (SIGSTOP) on the VIP holder", "holder",
              _hang("haproxy"), lambda lab, n: lab.resume_pod(n, "haproxy"), True),
     Scenario("stop-apiserver", "apiserver stopped on the VIP holder", "holder",
-             lambda lab, n: lab.stop_apiserver(n), lambda lab, n: lab.start_apiserver(n), None),
+             lambda lab, n: lab.stop_apiserver(n), lambda lab, n: lab.start_apiserver(n), None, True),
     Scenario("stop-peer-apiserver", "apiserver stopped on a non-holder", "peer",
-             lambda lab, n: lab.stop_apiserver(n), lambda lab, n: lab.start_apiserver(n), False),
+             lambda lab, n: lab.stop_apiserver(n), lambda lab, n: lab.start_apiserver(n), False, True),
     Scenario("hang-peer-apiserver", "apiserver hung (SIGSTOP) on a non-holder", "peer",
              lambda lab, n: lab.stop_apiserver(n, signal.SIGSTOP),
-             lambda lab, n: lab.stop_apiserver(n, signal.SIGCONT), False),
+             lambda lab, n: lab.stop_apiserver(n, signal.SIGCONT), False, True),
     Scenario("hang-prober", "the prober hung (SIGSTOP) on the VIP holder: its node must fault", "holder",
              lambda lab, n: lab.stop_pod(n, "keepalived", signal.SIGSTOP, container="prober"),
              lambda lab, n: lab.resume_pod(n, "keepalived", container="prober"), True),
@@ -118,7 +119,8 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
             proc.wait(timeout=10)
     samples = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     watch = [json.loads(line) for line in watch_out.read_text().splitlines() if line.startswith("{")]
-    fault = measure_phase(lab, holder, t0, t1, samples, watch, timing.blip_tolerance)
+    stopped = target if scenario.stops_apiserver else None
+    fault = measure_phase(lab, holder, t0, t1, samples, watch, timing.blip_tolerance, stopped)
     restore = measure_phase(lab, holder_mid or holder, t1, t2, samples, watch, timing.blip_tolerance)
     count, overlap = two_holders(lab, t0, t2, timing.split_tolerance)
     flaps = max(0, fault.moves - int(bool(scenario.moves))) + max(0, restore.moves - 1)
