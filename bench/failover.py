@@ -39,7 +39,7 @@ from kubeha import lab
 from kubeha.cli.drill import format_table
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_SCENARIOS = "kill-haproxy,hang-haproxy,stop-apiserver,pull-cable,power-off"
+BENCH_SCENARIOS = ",".join(lab.DEFAULT_SCENARIOS)
 DEFAULT_VARIANTS = "classic,kubeadm-guide,fast"
 COLUMNS = ("variant", "scenario", "runs", "VIP moved in", "marked down in", "failed", "watch reconnect", "back in",
            "failed on restore", "watch on restore", "flaps", "blips", "two holders max", "failed checks")
