@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -187,6 +188,11 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FILE:OLD=NEW")
     parser.add_argument("--json", type=Path, help="also write every result here")
     args = parser.parse_args()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so the lab's finally-blocks tear everything down (namespaces, containers)
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         return _bench(args)
     except lab.LabError as exc:
