@@ -70,13 +70,13 @@ def test_check_prints_plan_and_budget() -> None:
     assert stderr == ""
     assert stdout.splitlines()[0] == ("cluster demo: endpoint 198.18.0.10:6444, VIP 198.18.0.10/24, "
                                       "virtual_router_id 128")
-    assert "  master1              198.18.0.11      MASTER  priority 100  eth0" in stdout
-    assert "  master3              198.18.0.13      BACKUP  priority  80  eth0" in stdout
+    assert "  master1              198.18.0.11      MASTER  priority 250  eth0" in stdout
+    assert "  master3              198.18.0.13      BACKUP  priority 230  eth0" in stdout
     assert stdout.splitlines()[-2] == (
         "check: prober every 100 ms (timeout 100 ms), fall 1: a failed probe faults the node; "
         "failback: none: the VIP stays where it is (all BACKUP, nopreempt)")
     assert stdout.splitlines()[-1] == (
-        "worst-case failover: 0.4 s when haproxy or the apiserver path fails, 0.4 s on link or power loss, "
+        "worst-case failover: 0.31 s when haproxy or the apiserver path fails, 0.31 s on link or power loss, "
         "5 s if the prober dies or hangs (haproxy marks a dead apiserver down in 0.7 s)")
 
 

@@ -101,8 +101,16 @@ def test_preempt_delay_without_preempt_warns(tmp_path: Path) -> None:
 def test_check_prints_the_worst_case_of_the_settings(tmp_path: Path) -> None:
     fast = PROFILES["fast"]
     # a probe may start just before the failure: fall + 1 probes, the last timing out, then one advert
-    assert fast.path_failover_s() == pytest.approx(0.1 * 2 + 0.1 + 0.1)
+    assert fast.path_failover_s() == pytest.approx(0.1 * 2 + 0.1 + 0.1)  # a taker of unknown priority
     assert fast.prober_loss_s == 2 + 1 + 1 + 1
+    # the taker's skew (RFC 5798: (256 - priority) / 256 adverts); derived fast priorities start at 250
+    assert fast.path_failover_s(240) == pytest.approx(0.3 + 16 * 0.1 / 256)
+    assert fast.link_failover_s(240) == pytest.approx(0.3 + 16 * 0.1 / 256)
+    assert fast.link_failover_s(100) == pytest.approx(0.3 + 156 * 0.1 / 256)
+    default = plan(generate.load_cluster(_inventory(tmp_path, "")).cluster)
+    assert [m["priority"] for m in default["masters"]] == [250, 230]  # two masters: 20 apart
+    assert default["failover_worst_case_s"]["haproxy_or_apiserver_path"] == round(0.3 + 26 * 0.1 / 256, 2)
+    assert default["failover_worst_case_s"]["link_or_power_loss"] == round(0.3 + 26 * 0.1 / 256, 2)
     classic = plan(generate.load_cluster(_inventory(tmp_path, "  profile: classic\n")).cluster)
     assert classic["failover_worst_case_s"]["haproxy_or_apiserver_path"] == 3 * 1 + 2 + 1
     assert "prober_lost" not in classic["failover_worst_case_s"]

@@ -110,6 +110,7 @@ def needs_secret(cluster: Cluster) -> bool:
 def plan(cluster: Cluster) -> dict[str, Any]:
     """The derived plan `kubeha check` prints: roles, priorities, VRID, endpoint and failover budget."""
     p = cluster.profile
+    taker = worst_taker_priority(cluster)
     return {
         "cluster": cluster.name,
         "endpoint": cluster.endpoint,
@@ -125,8 +126,8 @@ def plan(cluster: Cluster) -> dict[str, Any]:
         ],
         "workers": [{"name": w.name, "address": str(w.address)} for w in cluster.workers],
         "failover_worst_case_s": {
-            "haproxy_or_apiserver_path": round(p.path_failover_s(), 2),
-            "link_or_power_loss": round(p.link_failover_s(), 2),
+            "haproxy_or_apiserver_path": round(p.path_failover_s(taker), 2),
+            "link_or_power_loss": round(p.link_failover_s(taker), 2),
             "haproxy_marks_dead_apiserver_down": round(p.hap_markdown_s, 2),
             **({"prober_lost": round(p.prober_loss_s, 2)} if p.probe else {}),
         },
@@ -136,6 +137,16 @@ def plan(cluster: Cluster) -> dict[str, Any]:
                   + ("faults the node" if p.check_faults else f"lowers the priority by {cluster.weight}")),
         "failback": _failback(cluster),
     }
+
+
+def worst_taker_priority(cluster: Cluster) -> int | None:
+    """The lowest priority a backup that takes over from a failed holder can have: the second highest.
+
+    Whichever node holds the VIP, the highest-priority one left takes over; that is at least the second
+    highest priority of all. None with fewer than two masters.
+    """
+    prios = sorted((m.priority for m in cluster.masters), reverse=True)
+    return prios[1] if len(prios) > 1 else None
 
 
 def _failback(cluster: Cluster) -> str:

@@ -47,7 +47,7 @@ class Loaded:
 
 
 def load_cluster(path: Path, *, strict: bool = False, masters_group: str | None = None,
-                 workers_group: str | None = None) -> Loaded:
+                 workers_group: str | None = None, top_priority: int | None = None) -> Loaded:
     """Load and validate an inventory; raise InvalidInput with every problem if anything is wrong.
 
     ``masters_group``/``workers_group`` override the groups an Ansible inventory's masters and workers are
@@ -55,7 +55,7 @@ def load_cluster(path: Path, *, strict: bool = False, masters_group: str | None 
     """
     raw = inventory.load(path, masters_group=masters_group, workers_group=workers_group)
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:63] or "kubernetes"
-    cluster, problems = build_cluster(raw, default_name)
+    cluster, problems = build_cluster(raw, default_name, top_priority)
     if cluster is not None:
         problems = sorted(problems + timing_warnings(cluster))
     if cluster is None or (strict and problems):

@@ -75,8 +75,13 @@ def derived_vrid(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % 255 + 1
 
 
-def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None, list[Problem]]:
-    """Validate ``raw`` and derive missing values. Returns the cluster only when there is no error."""
+def build_cluster(raw: RawInventory, default_name: str,
+                  top_priority: int | None = None) -> tuple[Cluster | None, list[Problem]]:
+    """Validate ``raw`` and derive missing values. Returns the cluster only when there is no error.
+
+    Derived priorities start at the profile's ``top_priority``, or at ``top_priority`` when given (the lab
+    runs one inventory under several profiles).
+    """
     chk = Checker(raw)
     if raw.unreadable:
         return None, sorted(chk.problems)
@@ -123,7 +128,7 @@ def build_cluster(raw: RawInventory, default_name: str) -> tuple[Cluster | None,
         loc = c["health_port"].location if "health_port" in c else top
         chk.error(loc, f"{where}.health_port", "must differ from lb_port and apiserver_port")
 
-    masters = read_masters(chk, raw, interface)
+    masters = read_masters(chk, raw, interface, top_priority or profile.top_priority)
     workers = read_workers(chk, raw, interface)
     check_unique(chk, raw, masters, workers)
     vip = _vip(chk, c, where, masters, workers, top, external=vip_mode == "external")

@@ -98,11 +98,11 @@ def _ordered(chk: Checker, hosts: list[RawHost], path: str) -> list[RawHost]:
     return sorted(hosts, key=key)
 
 
-def read_masters(chk: Checker, raw: RawInventory, default_iface: str) -> list[Master]:
-    """The valid masters, in order, with priorities and states derived where missing."""
+def read_masters(chk: Checker, raw: RawInventory, default_iface: str, top_priority: int = 100) -> list[Master]:
+    """The valid masters, in order, with priorities (derived ones from ``top_priority`` down) and states."""
     prefix = "masters" if raw.format == "yaml" else f"[{raw.masters[0].group}]" if raw.masters else "masters"
     hosts = _ordered(chk, raw.masters, prefix)
-    priorities = _priorities(chk, hosts, prefix)
+    priorities = _priorities(chk, hosts, prefix, top_priority)
     states = _states(chk, hosts, prefix, priorities)
     out = []
     for host in hosts:
@@ -119,8 +119,8 @@ def read_masters(chk: Checker, raw: RawInventory, default_iface: str) -> list[Ma
     return out
 
 
-def _priorities(chk: Checker, hosts: list[RawHost], prefix: str) -> dict[int, int]:
-    """Given priorities are kept; missing ones step down by 10 below the previous node (100 at the top)."""
+def _priorities(chk: Checker, hosts: list[RawHost], prefix: str, top: int = 100) -> dict[int, int]:
+    """Given priorities are kept; missing ones step down by 10 below the previous node (``top`` first)."""
     given = {h.index: chk.integer(h.vars.get("priority"), f"{_hp(h, prefix)}.priority", 1, 254)
              for h in hosts}
     out: dict[int, int] = {}
@@ -129,7 +129,7 @@ def _priorities(chk: Checker, hosts: list[RawHost], prefix: str) -> dict[int, in
     for host in hosts:
         prio = given[host.index]
         if prio is None:
-            prio = 100 if last is None else last - step
+            prio = top if last is None else last - step
             if prio < 1:
                 chk.error(host.location, f"{_hp(host, prefix)}.priority",
                           "cannot derive a priority: set priorities explicitly")

@@ -60,11 +60,18 @@ class Profile:
     default_preempt: bool = True  # what `preempt` is when the inventory does not say
     fixed_weight: int | None = None  # a baseline's own weight, instead of one derived from the priorities
     fixed_priorities: tuple[int, ...] = ()  # a baseline's own priorities (first master, then the others)
+    # Where derived priorities start (the first master; the others step down). A backup waits a skew of
+    # (256 - priority) / 256 adverts on top of its 3 (RFC 5798): at 250 that is 2 ms at 0.1 s adverts, at
+    # 100 it is 61 ms, on every takeover (a holder's FAULT, cable, power).
+    top_priority: int = 100
 
-    @property
-    def master_down_s(self) -> float:
-        """VRRP master-down interval (RFC 5798): 3 adverts plus the worst skew (lowest priority)."""
-        return 3 * self.advert_int + self.advert_int
+    def skew_s(self, priority: int | None = None) -> float:
+        """A backup's skew time (RFC 5798): (256 - priority) / 256 adverts; one whole advert when unknown."""
+        return self.advert_int if priority is None else (256 - priority) * self.advert_int / 256
+
+    def master_down_s(self, priority: int | None = None) -> float:
+        """VRRP master-down interval (RFC 5798): 3 adverts plus the skew of the backup that takes over."""
+        return 3 * self.advert_int + self.skew_s(priority)
 
     @property
     def check_detect_s(self) -> float:
@@ -93,22 +100,21 @@ class Profile:
         """
         return (self.hap_inter_ms + self.hap_fastinter_ms * (self.hap_fall - 1)) / 1000
 
-    @property
-    def takeover_s(self) -> float:
-        """Worst time from a failed check to a backup taking over: about one advert.
+    def takeover_s(self, priority: int | None = None) -> float:
+        """Worst time from a failed check to a backup taking over.
 
         FAULT sends a priority-0 advert, so a backup takes over after its skew time (under one advert); a
-        priority drop shows in the next advert, which a higher-priority backup preempts.
+        priority drop shows in the next advert, which a higher-priority backup preempts (one advert).
         """
-        return self.advert_int
+        return self.skew_s(priority) if self.check_faults else self.advert_int
 
-    def path_failover_s(self) -> float:
-        """Worst-case VIP move after the local haproxy or apiserver path fails."""
-        return self.check_detect_s + self.takeover_s
+    def path_failover_s(self, priority: int | None = None) -> float:
+        """Worst-case VIP move after the local haproxy or apiserver path fails (``priority``: the taker's)."""
+        return self.check_detect_s + self.takeover_s(priority)
 
-    def link_failover_s(self) -> float:
-        """Worst-case VIP move after the holder loses its link or power."""
-        return self.master_down_s
+    def link_failover_s(self, priority: int | None = None) -> float:
+        """Worst-case VIP move after the holder loses its link or power (``priority``: the taker's)."""
+        return self.master_down_s(priority)
 
 
 PROFILES: dict[str, Profile] = {
@@ -117,7 +123,7 @@ PROFILES: dict[str, Profile] = {
         check_rise=2, curl_connect_timeout=0.2, curl_max_time=0.3, hap_inter_ms=500, hap_fastinter_ms=200,
         hap_downinter_ms=1000, hap_fall=2, hap_rise=2, hap_timeout_connect_ms=100, hap_timeout_check_ms=300,
         hap_fast_markdown=True, hap_redispatch=True, check_via_monitor=True,
-        hap_shutdown_sessions=True, probe=True, check_faults=True, default_preempt=False,
+        hap_shutdown_sessions=True, probe=True, check_faults=True, default_preempt=False, top_priority=250,
     ),
     "classic": Profile(
         name="classic", vrrp_version=2, advert_int=1, check_interval=3, check_timeout=2, check_fall=1,

@@ -229,11 +229,12 @@ def files_from_inventory(inventory: Path, profile: str | None = None, preempt: b
     from kubeha.profiles import BASELINES, PROFILES
     from kubeha.render import render_cluster
 
-    cluster = generate.load_cluster(inventory).cluster
+    known = {**PROFILES, **BASELINES}
+    if profile and profile not in known:
+        raise LabError(f"unknown profile {profile!r} (known: {', '.join(known)})")
+    # the priorities the inventory would get under that profile (derived ones start at its top_priority)
+    cluster = generate.load_cluster(inventory, top_priority=known[profile].top_priority if profile else None).cluster
     if profile:
-        known = {**PROFILES, **BASELINES}
-        if profile not in known:
-            raise LabError(f"unknown profile {profile!r} (known: {', '.join(known)})")
         chosen = known[profile]
         cluster = replace(cluster, profile=chosen, preempt=chosen.default_preempt if preempt is None else preempt)
         if chosen.fixed_weight is not None:
