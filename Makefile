@@ -60,6 +60,7 @@ bench: setup
 	$(PY) bench/images.py
 	$(PY) bench/bundle.py
 	$(PY) bench/failover.py --runtime containerd
+	$(PY) bench/track_process.py
 
 clean:
 	rm -rf out dist build bundles/out .pytest_cache .mypy_cache .ruff_cache
