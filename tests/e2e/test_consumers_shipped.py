@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from e2e.daemons import Daemon, ctr
+from fixtures.images import ensure_images_tar
 from kubeha.bundle import images
 from kubeha.lab import files_from_inventory
 from kubeha_test import GOLDEN_CASES, VRRP_CASES, Case, run, staged_inventory, unpack
@@ -26,9 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def shipped(containerd: Daemon, kubeha_images_tar: Path) -> Daemon:
-    """The session's containerd with the shipped images imported."""
-    done = ctr(containerd, "images", "import", str(kubeha_images_tar))
+def shipped(containerd: Daemon) -> Daemon:
+    """The session's containerd with the shipped images imported (this run's build, or the cached one)."""
+    done = ctr(containerd, "images", "import", str(ensure_images_tar()))
     assert done.returncode == 0, done.stderr
     return containerd
 
