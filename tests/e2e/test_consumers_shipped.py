@@ -53,7 +53,7 @@ def unpacked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
 
 
 @pytest.fixture
-def netns(request: pytest.FixtureRequest) -> Iterator[str]:
+def netns() -> Iterator[str]:
     """A network namespace made for one test (links added by the test), removed afterwards."""
     name = f"kh-ship-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)

@@ -135,3 +135,31 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_cgroup(pid: int) -> str | None:
+    """Where a process's CPU time is accounted: ``/sys/fs/cgroup/...`` (cgroup v1 cpuacct, else v2).
+
+    None when the process is gone or has no CPU accounting cgroup.
+    """
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if "cpuacct" in controllers.split(","):
+            return f"/sys/fs/cgroup/{controllers}{path}"
+    for hid, _, path in lines:
+        if hid == "0" and os.path.isfile(f"/sys/fs/cgroup{path}/cpu.stat"):
+            return f"/sys/fs/cgroup{path}"
+    return None
+
+
+def cgroup_cpu_seconds(path: str) -> float:
+    """CPU seconds used so far by every process ever in the cgroup at ``path``."""
+    if os.path.isfile(f"{path}/cpuacct.usage"):
+        with open(f"{path}/cpuacct.usage") as fh:
+            return int(fh.read()) / 1e9
+    with open(f"{path}/cpu.stat") as fh:
+        return int(dict(line.split() for line in fh)["usage_usec"]) / 1e6

@@ -18,6 +18,8 @@ from kubeha.lab.base import (
     LAB_PREFIX,
     LabError,
     alive,
+    cgroup_cpu_seconds,
+    cpu_cgroup,
     cpu_seconds,
     descendants,
     kill_pid,
@@ -185,11 +187,12 @@ class Lab:
 
         None when a container has no cgroup of its own (the host runtime shares the lab's).
         """
-        own = _cgroup(os.getpid())
-        paths = {_cgroup(pid) for pid in self._pids(name, pod, None).values()}
-        if not paths or None in paths or own in paths:
+        own = cpu_cgroup(os.getpid())
+        found = {cpu_cgroup(pid) for pid in self._pids(name, pod, None).values()}
+        paths = {p for p in found if p is not None}
+        if not paths or len(paths) < len(found) or own in paths:
             return None
-        return sum(_cgroup_cpu_seconds(path) for path in paths if path)
+        return sum(cgroup_cpu_seconds(path) for path in paths)
 
     def stop_apiserver(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill (or with SIGSTOP hang) a node's stand-in apiserver."""
@@ -295,31 +298,3 @@ class Lab:
         for ns in reversed(self.namespaces):
             run_cmd(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
-
-
-def _cgroup(pid: int) -> str | None:
-    """Where a process's CPU time is accounted: ``/sys/fs/cgroup/...`` (cgroup v1 cpuacct, else v2).
-
-    None when the process is gone or has no CPU accounting cgroup.
-    """
-    try:
-        with open(f"/proc/{pid}/cgroup") as fh:
-            lines = [line.rstrip("\n").split(":", 2) for line in fh]
-    except OSError:
-        return None
-    for _, controllers, path in lines:
-        if "cpuacct" in controllers.split(","):
-            return f"/sys/fs/cgroup/{controllers}{path}"
-    for hid, _, path in lines:
-        if hid == "0" and os.path.isfile(f"/sys/fs/cgroup{path}/cpu.stat"):
-            return f"/sys/fs/cgroup{path}"
-    return None
-
-
-def _cgroup_cpu_seconds(path: str) -> float:
-    """CPU seconds used so far by every process ever in the cgroup at ``path``."""
-    if os.path.isfile(f"{path}/cpuacct.usage"):
-        with open(f"{path}/cpuacct.usage") as fh:
-            return int(fh.read()) / 1e9
-    with open(f"{path}/cpu.stat") as fh:
-        return int(dict(line.split() for line in fh)["usage_usec"]) / 1e6
