@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export KUBEHA_CACHE ?= $(CURDIR)/.cache
+# Slow artefacts (Kubernetes, images, guest trees) live outside any clone, keyed by their inputs.
+export KUBEHA_CACHE ?= $(shell if [ "$$(id -u)" -eq 0 ]; then echo /var/cache/kubeha; else echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/kubeha"; fi)
 PYTEST_ARGS ?=
 
 .PHONY: help setup deps demo dist test test-fast test-e2e lint golden bench clean

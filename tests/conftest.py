@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import cache
+
 # Session fixtures shared by the e2e suites: private dockerd/containerd, and the images built once per run.
 pytest_plugins = ["e2e.daemons", "fixtures.images"]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CASES = REPO / "tests" / "cases"
-# Slow fixtures (debootstrapped trees, images) are built once and kept here across runs.
-os.environ.setdefault("KUBEHA_CACHE", str(REPO / ".cache"))
+# Slow fixtures (Kubernetes, debootstrapped trees, images) are built once and kept outside any clone.
+os.environ.setdefault("KUBEHA_CACHE", str(cache.cache_root()))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
