@@ -49,7 +49,7 @@ test-e2e: deps setup
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check generator tests bench
+	$(VENV)/bin/ruff check generator tests bench k8s
 	$(VENV)/bin/mypy
 
 golden: setup
