@@ -59,6 +59,8 @@ def load_lock() -> dict:
 def go_env() -> dict[str, str]:
     """The environment of every go command: static binaries, this Go only, modules as go.mod says."""
     env = dict(os.environ)
+    # Go's own tarball installs to /usr/local/go; a CI shell may not have it on PATH.
+    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/local/go/bin"
     env.update(CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=mod -buildvcs=false")
     return env
 
@@ -234,6 +236,9 @@ def build_component(name: str, component: dict, out: Path, log: list[str]) -> No
 
 def build(lock: dict, record: bool) -> Path:
     """Build what the lock names into the cache (or find it there); return the binaries' directory."""
+    if go_version() != lock["go"]:
+        raise SystemExit(f"k8s/build.py: the lock was built with {lock['go']}, this machine has {go_version()}: "
+                         "another Go makes other bytes (install the lock's Go, or rebuild with --record)")
     target = bin_dir(lock)
     if (target / ".complete").exists() and not record:
         verify(lock, target)
@@ -288,6 +293,10 @@ def verify(lock: dict, target: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module's docstring)."""
+    if not shutil.which("go", path=go_env()["PATH"]):
+        print("k8s/build.py: no `go` on PATH or in /usr/local/go/bin: install Go "
+              f"{load_lock()['go'].removeprefix('go')}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(prog="k8s/build.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("sync")
