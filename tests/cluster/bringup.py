@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -85,6 +86,7 @@ def form_cluster(lab: ClusterLab) -> None:
     ca_hash = lab.ca_hash(first)
     for name in others:
         timed(lab, f"kubeadm join {name}", lambda name=name: lab.kubeadm_join(name, ca_hash))
+    timed(lab, "until Ready and UP in haproxy", lab.wait_ready)
 
 
 def bring_up(dockerd: Daemon, workdir: Path, profile: str = "fast", masters: int = 3) -> ClusterLab:
@@ -95,7 +97,9 @@ def bring_up(dockerd: Daemon, workdir: Path, profile: str = "fast", masters: int
         lab.verdicts = boot(lab)
         form_cluster(lab)
         lab.timings["start to three apiservers behind the VIP"] = time.monotonic() - started
-    except BaseException:
-        lab.down()
-        raise
+    except BaseException as exc:
+        dumped = lab.dump(workdir / "failed")
+        if os.environ.get("KUBEHA_KEEP_CLUSTER") != "1":  # a debugging aid: leave the nodes up to look at
+            lab.down()
+        raise LabError(f"{exc}\n(each node's journal, containers and their logs: {dumped})") from exc
     return lab

@@ -23,6 +23,7 @@ from cluster import versions
 from cluster.node_tree import LOCK, k8s_bin_dir
 from e2e.daemons import short_workdir, start_dockerd, stop_and_remove
 from fixtures.image_base import BASE_REF, base_key, cache_root, ensure_base_tarball, import_base
+from kubeha.bundle import images
 
 # Binary -> (path in the image, entrypoint). kubeadm's manifests name the command (kube-apiserver, etcd),
 # resolved on PATH; the coredns Deployment and the pause sandbox use the image's entrypoint.
@@ -103,7 +104,7 @@ def save(client: Any, target: Path) -> None:
     """One docker-archive of every lab image, written beside ``target`` and renamed into place."""
     tmp = target.with_name(f".{target.name}.part")
     with tmp.open("wb") as out:
-        for chunk in client.api.get_image(versions.all_images()):
+        for chunk in images.stream_save(client, versions.all_images()):
             out.write(chunk)
     tmp.rename(target)
 

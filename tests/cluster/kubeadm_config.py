@@ -24,6 +24,9 @@ ETCD_HEARTBEAT_MS = 250
 ETCD_ELECTION_MS = 2500
 POD_SUBNET = "198.19.0.0/16"
 SERVICE_SUBNET = "198.18.240.0/20"
+# Three control planes start on 2 cores: kubeadm's 1-minute API timeouts are too short there (bounded still).
+TIMEOUTS = {"controlPlaneComponentHealthCheck": "5m0s", "kubernetesAPICall": "3m0s", "etcdAPICall": "3m0s",
+            "kubeletHealthCheck": "5m0s", "tlsBootstrap": "5m0s", "discovery": "5m0s"}
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 IGNORE_PREFLIGHT = [
     "SystemVerification", "DirAvailable--etc-kubernetes-manifests",
@@ -52,6 +55,7 @@ def init_config(name: str, address: str, endpoint: str, token: str, certificate_
         {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
          "bootstrapTokens": [{"token": token, "ttl": "2h"}],
          "certificateKey": certificate_key,
+         "timeouts": TIMEOUTS,
          "localAPIEndpoint": {"advertiseAddress": address, "bindPort": 6443},
          "nodeRegistration": _node_registration(name)},
         {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
@@ -78,6 +82,7 @@ def join_config(name: str, address: str, endpoint: str, token: str, ca_hash: str
         "discovery": {"bootstrapToken": {"apiServerEndpoint": endpoint, "token": token,
                                          "caCertHashes": [ca_hash]}},
         "nodeRegistration": _node_registration(name),
+        "timeouts": TIMEOUTS,
     }
     if certificate_key:
         join["controlPlane"] = {"localAPIEndpoint": {"advertiseAddress": address, "bindPort": 6443},

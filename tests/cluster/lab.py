@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ import yaml
 from cluster import kubeadm_config, node_files
 from e2e.daemons import Daemon
 from e2e.guest import read_seed_iso
-from kubeha.lab.base import LabError, kill_pid, pids_in_netns, run_cmd, wait_for
+from kubeha.lab.base import LabError, kill_pid, pids_in_netns, run_cmd
 
 SUBNET = ipaddress.ip_network("198.18.77.0/24")
 GATEWAY = "198.18.77.1"  # the bridge namespace's own address: a default route that leads nowhere else
@@ -51,6 +52,8 @@ NODE_FLAGS = [
     "--device-cgroup-rule=a *:* rwm", "--cgroupns=private", "--network=none",
     "--tmpfs", "/run:exec,mode=755", "--tmpfs", "/tmp", "--volume", "/var/lib/containerd",
     "--env", "container=docker", "--stop-signal", "SIGRTMIN+3",
+    # no resolver outside the lab: Docker would copy the host's; the node names are in /etc/hosts
+    "--dns", GATEWAY,
 ]
 
 
@@ -62,6 +65,15 @@ class Node:
     ns: str = ""
     veth: str = ""
     seed: dict[str, bytes] = field(default_factory=dict)
+
+
+def poll(cond: Callable[[], bool], timeout: float, what: Callable[[], str], interval: float = 1.0) -> None:
+    """Ask ``cond`` every ``interval`` seconds until it holds; LabError naming ``what()`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:.0f} s waiting for {what()}")
+        time.sleep(interval)
 
 
 def stats_command(sock: Path, command: str, timeout: float = 5) -> str:
@@ -186,7 +198,8 @@ class ClusterLab:
     def create(self, name: str) -> None:
         """Create a node's container (not started) and lay its NoCloud seed in."""
         node = self.nodes[name]
-        proc = self.docker("create", "--name", f"{self.token}-{name}", "--hostname", name, *NODE_FLAGS,
+        hosts = [f"--add-host={n.name}:{n.address}" for n in self.nodes.values()]
+        proc = self.docker("create", "--name", f"{self.token}-{name}", "--hostname", name, *NODE_FLAGS, *hosts,
                            "--volume", f"{self.k8s_images}:{node_files.K8S_IMAGES_TAR}:ro", self.node_image)
         node.container = proc.stdout.decode().strip()
         self.containers.append(node.container)
@@ -304,8 +317,33 @@ class ClusterLab:
             last = self.kubectl(*args, check=False)
             return predicate in last
 
-        wait_for(seen, timeout, f"kubectl {' '.join(args)} shows {predicate!r} (last: {last[-500:]})")
+        poll(seen, timeout, lambda: f"kubectl {' '.join(args)} to show {predicate!r} (last: {last[-500:]})", 2.0)
         return last
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        """Until every master is Ready and runs kubeha's pods and its control plane (mirror pods Running) and
+        the VIP's holder's haproxy sees every apiserver UP: the cluster as the tests and the bench expect it."""
+        want = {f"{pod}-{name}" for name in self.nodes
+                for pod in ("kubeha-keepalived", "kubeha-haproxy", "kube-apiserver", "etcd")}
+        last: dict[str, object] = {}
+
+        def ready() -> bool:
+            out = self.kubectl("get", "pods,nodes", "-A", "-o", "json", check=False)
+            try:
+                items = json.loads(out)["items"]
+                holder = self.vip_holder()
+                servers = self.haproxy_servers(holder)
+            except (ValueError, KeyError, LabError, OSError) as exc:
+                last["error"] = str(exc)
+                return False
+            running = {i["metadata"]["name"] for i in items if i["kind"] == "Pod" and i["status"].get("phase") == "Running"}
+            nodes = {i["metadata"]["name"] for i in items if i["kind"] == "Node" and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in i["status"]["conditions"])}
+            last.update(missing=sorted(want - running), ready=sorted(nodes), servers=servers)
+            return want <= running and nodes == set(self.nodes) and len(servers) == len(self.nodes) and all(
+                v == "UP" for v in servers.values())
+
+        poll(ready, timeout, lambda: f"every master Ready with its pods Running and UP in haproxy (last: {last})")
 
     def memory_mib(self) -> dict[str, float]:
         """Each node container's memory use as Docker reports it (cgroup usage less page cache)."""
@@ -369,6 +407,22 @@ class ClusterLab:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+
+    def dump(self, where: Path) -> Path:
+        """Each started node's journal, its containers (crictl) and the logs of every container that exited."""
+        where.mkdir(parents=True, exist_ok=True)
+        for name, node in self.nodes.items():
+            if not node.ns:
+                continue
+            (where / f"{name}.journal").write_text(self.journal(name))
+            ps = self.exec(name, "crictl", "ps", "-a", check=False, timeout=30)
+            (where / f"{name}.crictl").write_text(ps)
+            for line in ps.splitlines()[1:]:
+                cols = line.split()
+                if cols and "Exited" in line:
+                    log = self.exec(name, "crictl", "logs", "--tail", "200", cols[0], check=False, timeout=30)
+                    (where / f"{name}.{cols[0][:12]}.log").write_text(log)
+        return where
 
     # ----- teardown
 

@@ -95,7 +95,7 @@ def node_base() -> Path:
     """The cached Debian part of the node tree (debootstrap and apt: minutes, rebuilt only when it changes)."""
     mirror = gt.host_mirror()
     parts = ("node-base", gt.SUITE, mirror, *NODE_PACKAGES, *NODE_MASKED, gt.DPKG_EXCLUDES)
-    return gt.cached("cluster-node-base", gt.recipe_hash(*parts), lambda tmp: _build_base(tmp, mirror)) / "root"
+    return gt.cached("cluster-base", gt.recipe_hash(*parts), lambda tmp: _build_base(tmp, mirror)) / "root"
 
 
 def _build_node_tree(tmp: Path, base: Path, bins: Path) -> None:

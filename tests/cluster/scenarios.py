@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.lab import ClusterLab
+from cluster.lab import ClusterLab, poll
 from kubeha.lab.base import LabError, wait_for
 from kubeha.lab.monitor import VipMonitor
 
@@ -82,7 +82,7 @@ def wait_whole(lab: ClusterLab, timeout: float = 300) -> None:
             return False
         return lab.kubectl("get", "--raw", "/readyz", check=False).strip() == "ok"
 
-    wait_for(whole, timeout, "the cluster whole again (every apiserver UP in every haproxy, one VIP holder)")
+    poll(whole, timeout, lambda: "the cluster whole again (every apiserver UP in every haproxy, one VIP holder)")
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
