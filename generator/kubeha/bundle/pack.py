@@ -293,19 +293,24 @@ class Delivery:
 def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, *, source: str = "cidata",
                    runtime: str = "containerd", images_json: Path | None = None, name: str | None = None,
                    serial: int | None = None, progress: Callable[[str, int], Advance] | None = None,
-                   delivery: Delivery | None = None) -> PackResult:
+                   delivery: Delivery | None = None, new_cluster_id: bool = False,
+                   note: Callable[[str], None] | None = None) -> PackResult:
     """Generate every node's documents with the trust anchor in them, then pack them (``kubeha bundle pack``).
 
     The user-data carries the key's fingerprint, the cluster id (made once beside the inventory), this
     bundle's serial as the lowest the node accepts, and the download size bound. The serial is recorded
     beside the inventory once the bundle is in place. ``delivery`` (issue 13): the format (config.ign too
     for Ignition), the target whose budget every node's documents must fit, the user's documents to merge.
+    A new cluster id is announced through ``note``, and refused where an old one evidently existed unless
+    ``new_cluster_id`` (see :func:`kubeha.bundle.identity.ensure_cluster_id`).
     """
     from kubeha.bundle import identity  # noqa: PLC0415
-    from kubeha.generate import BundleRef, build_documents, bundle_documents  # noqa: PLC0415 - heavy
+    from kubeha.generate import BundleRef, build_documents, bundle_documents, load_cluster  # noqa: PLC0415 - heavy
 
     signer.check_usable(signature_time())
-    cid, number = identity.cluster_id(inventory), identity.next_serial(inventory, serial)
+    cluster = load_cluster(inventory).cluster.name
+    number = identity.next_serial(inventory, serial)
+    cid = identity.ensure_cluster_id(inventory, cluster, output, name or cluster, new=new_cluster_id, note=note)
     bound = (images.stat().st_size if images.is_file() else 0) + MAX_BYTES_MARGIN
     ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
                     fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)

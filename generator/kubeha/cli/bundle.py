@@ -103,6 +103,10 @@ def pack(
     fmt: Annotated[Format, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
                                             "for Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
                                             "Ignition configs).")] = Format.cloud_init,
+    new_cluster_id: Annotated[bool, typer.Option("--new-cluster-id", help="Make a new cluster id even where an "
+                                                 "old one evidently existed (a serial file, a bundle of this "
+                                                 "cluster in OUTPUT): its nodes refuse the new id's bundles.")
+                              ] = False,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -119,7 +123,8 @@ def pack(
             result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
                                     images_json=images_json, name=name, serial=serial, progress=phase,
                                     delivery=Delivery(fmt.value, target.value,
-                                                      MergeSpec(tuple(merge or ()), merge_dir)))
+                                                      MergeSpec(tuple(merge or ()), merge_dir)),
+                                    new_cluster_id=new_cluster_id, note=s.note)
         s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                     "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
                     "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
