@@ -33,9 +33,10 @@ __all__ = ["BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", 
 
 SECRET_SUFFIX = statefiles.VRRP_SECRET.suffix
 _SECRET_ALPHABET = string.ascii_letters + string.digits
-_URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
-_LABEL = re.compile(r"^label:[A-Za-z0-9_-]{1,16}$")  # ext4 labels hold 16 bytes, ISO volume ids more
+# used with fullmatch (a trailing newline must not pass: the value lands in the node's install.env)
+_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?")
+_PATH = re.compile(r"/[A-Za-z0-9._/+-]+")
+_LABEL = re.compile(r"label:[A-Za-z0-9_-]{1,16}")  # ext4 labels hold 16 bytes, ISO volume ids more
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def read_secret(inventory_path: Path, *, create: bool) -> str | None:
 
 def check_bundle_source(source: str) -> None:
     """A bundle source: ``cidata``, ``label:LABEL``, an absolute path or an http(s) URL (it lands in a shell env)."""
-    if source == "cidata" or _LABEL.match(source) or _PATH.match(source) or _URL.match(source):
+    if source == "cidata" or any(p.fullmatch(source) for p in (_LABEL, _PATH, _URL)):
         return
     raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
                                 f"{source!r} is not cidata, label:LABEL, an absolute path or an http(s) URL")])

@@ -47,18 +47,17 @@ def _old_bundle(output: Path, name: str, cluster: str) -> str | None:
     return None
 
 
-def ensure_cluster_id(inventory: Path, cluster: str, output: Path, name: str, *, new: bool = False,
-                      note: Callable[[str], None] | None = None) -> str:
-    """The cluster id beside ``inventory``; made once (and announced through ``note``) when missing.
+def plan_cluster_id(inventory: Path, cluster: str, output: Path, name: str, *, new: bool = False) -> tuple[str, bool]:
+    """The cluster id beside ``inventory`` and False, or a fresh one and True when there is none (not yet stored).
 
     Refused (InvalidInput) when there is none but signs of an old one: a serial file beside the inventory, or
     a bundle of ``cluster`` at ``output/name``, unless ``new`` (``--new-cluster-id``) says a new cluster is
-    meant.
+    meant. Store a fresh id with :func:`record_cluster_id` once everything else has been checked.
     """
     path = beside(inventory, CLUSTER_ID)
     value = read(path, CLUSTER_ID)
     if value is not None:
-        return value
+        return value, False
     signs = [f"{beside(inventory, SERIAL)} records serial {last}" for last in [last_serial(inventory)] if last]
     signs += [old for old in [_old_bundle(output, name, cluster)] if old]
     if signs and not new:
@@ -67,13 +66,17 @@ def ensure_cluster_id(inventory: Path, cluster: str, output: Path, name: str, *,
                                     f"old {path.name} back beside the inventory (the id is in the old bundle.json) "
                                     "and keep it with the inventory (in git), or pass --new-cluster-id to start a "
                                     "new cluster on purpose")])
-    value = secrets.token_hex(16)
+    return secrets.token_hex(16), True
+
+
+def record_cluster_id(inventory: Path, cluster: str, value: str, note: Callable[[str], None] | None = None) -> None:
+    """Store a new cluster id beside ``inventory`` (O_EXCL: never over one made meanwhile) and say so."""
+    path = beside(inventory, CLUSTER_ID)
     create(path, CLUSTER_ID, value)
     if note is not None:
         note(f"made a new cluster id {value} for cluster {cluster} in {path}: keep it and "
              f"{beside(inventory, SERIAL).name} with the inventory (in git); nodes provisioned from this bundle "
              "accept only bundles of this id")
-    return value
 
 
 def last_serial(inventory: Path) -> int:

@@ -42,7 +42,7 @@ class Runtime(StrEnum):
 
 
 def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
-    """The archive must hold every image of the recipe and every image the static pods run (InvalidInput)."""
+    """The archive must hold every image of the recipe and every image the static pods run, and nothing else."""
     from kubeha.bundle.archive import inspect_archive  # noqa: PLC0415
 
     refs = {ref for info in inspect_archive(images) for ref in info.refs}
@@ -50,6 +50,9 @@ def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
     wanted |= {cluster.keepalived_image: "keepalived_image", cluster.haproxy_image: "haproxy_image"}
     problems = [Problem(Location(str(images)), "images", f"lacks {ref} (named by {why})")
                 for ref, why in sorted(wanted.items()) if ref not in refs]
+    problems += [Problem(Location(str(images)), "images", f"holds {ref!r}, which neither the recipe {recipe.path} "
+                         "nor a static pod names: every image in a bundle is signed and imported on the nodes")
+                 for ref in sorted(refs, key=repr) if ref not in wanted]
     if problems:
         raise InvalidInput(problems)
 

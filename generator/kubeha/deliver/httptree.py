@@ -93,6 +93,11 @@ def readme(keys: dict[str, str], docs: dict[str, dict[str, bytes]]) -> str:
         "first boot: the arguments below are Fedora CoreOS's; on Flatcar use flatcar.first_boot=1 and",
         "ignition.config.url=... Files are mode 0640: give the web server's group read access.",
         "",
+        "HTTP has no client authentication: anyone who reaches the server reads every node's user-data (with a",
+        "classic cluster's VRRP secret) and config.ign; MAC keys are no secret. Serve it only on the provisioning",
+        "network, allow each node's address only its own directory, take it down after the install, and move",
+        "this README.txt out of the web root (it names every node's directory).",
+        "",
     ]
     if any(key != node for node, key in keys.items()):
         lines += ["Directories are keyed by MAC address: with iPXE use s=http://SERVER/${net0/mac:hexhyp}/", ""]
