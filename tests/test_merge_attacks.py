@@ -119,6 +119,8 @@ CC_ROWS: list[tuple[str, str, str, bytes | Callable[[], bytes], list[str]]] = [
      ["{m}:6: error: merge: expands to more than 100000 values (YAML aliases count as what they repeat)"]),
     ("yaml-depth", "gen", "m.yaml", b"#cloud-config\nx: " + b"[" * 100 + b"]" * 100 + b"\n",
      ["{m}:2: error: merge: nested more than 64 levels deep"]),
+    ("yaml-recursive-alias", "gen", "m.yaml", b"#cloud-config\nbootcmd: &b [[echo, *b]]\n",
+     ["{m}:2: error: merge: *b is inside &b itself (a recursive structure, which no user-data means)"]),
     ("too-large", "gen", "m.yaml", b"#cloud-config\n" + b"#" * (5 << 20) + b"\n",
      ["{m}: error: merge: larger than 4 MiB (the limit for a merged file)"]),
     ("ignition-json-depth", "gen-ign", "m.ign", b'{"ignition":{"version":"3.3.0"},"x":' + b"[" * 100000 + b"]" * 100000 + b"}",

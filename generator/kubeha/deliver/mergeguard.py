@@ -12,8 +12,8 @@ kubeha's files or stop its install, and they are read on the build host, so they
   ``cloud_final_modules`` must keep ``write_files``, ``runcmd`` and ``scripts_user`` (kubeha's files and its
   install run through them).
 - **Input**: at most :data:`MAX_BYTES` read and unpacked per file (gzip bombs stop there), at most
-  :data:`MAX_NODES` YAML values after expanding aliases, nesting at most :data:`MAX_DEPTH` deep; all
-  checked while streaming, before anything is built from the document.
+  :data:`MAX_NODES` YAML values after expanding aliases, nesting at most :data:`MAX_DEPTH` deep, no alias
+  inside its own anchor; all checked while streaming, before anything is built from the document.
 """
 
 from __future__ import annotations
@@ -153,6 +153,9 @@ def check_yaml(source: str, text: str) -> None:
                 if anchor:
                     sizes[anchor] = weight
             elif isinstance(event, yaml.AliasEvent):
+                if any(anchor == event.anchor for anchor, _ in stack[1:]):
+                    raise _problem(source, f"*{event.anchor} is inside &{event.anchor} itself (a recursive "
+                                           "structure, which no user-data means)", line)
                 weight = sizes.get(event.anchor or "", 1)
             elif isinstance(event, yaml.ScalarEvent):
                 weight = 1
