@@ -45,7 +45,8 @@ def bundle_tree_documents(verified: Path, nodes: list[str]) -> dict[str, dict[st
     return docs
 
 
-def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path, key_by: str) -> dict[str, str]:
+def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path, key_by: str,
+                      force: bool = False) -> dict[str, str]:
     """Verify ``bundle`` and write its node documents as an HTTP tree at ``output``; node -> directory."""
     from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
     from kubeha.generate import load_cluster  # noqa: PLC0415
@@ -55,7 +56,8 @@ def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path
     with tempfile.TemporaryDirectory(prefix=".kubeha-tree-", dir=_private_parent(output)) as tmp:
         verified = _verified_copy(inventory, bundle, keyring, Path(tmp))
         docs = bundle_tree_documents(verified, [n.name for n in nodes])
-        return write_http_tree(output, docs, key_by=key_by, macs={n.name: n.mac for n in nodes if n.mac})
+        return write_http_tree(output, docs, key_by=key_by, macs={n.name: n.mac for n in nodes if n.mac},
+                               force=force)
 
 
 def http_tree(
@@ -63,15 +65,18 @@ def http_tree(
                                               autocompletion=complete_inventory)],
     bundle: Annotated[Path, typer.Option("--bundle", help="Bundle tar or directory (verified first).")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s) for --bundle.", dir_okay=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The tree's root (replaced as a whole).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The tree's root (kubeha's entries in it are "
+                                         "replaced; anything else is refused unless --force).")],
     key_by: Annotated[KeyBy, typer.Option("--key-by", help="What names each node's directory.")] = KeyBy.name,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
                        ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a directory holding files kubeha did not "
+                                        "write (they are left alone).")] = False,
 ) -> None:
     """Write a verified bundle's node documents (cloud-init and config.ign) as a tree for an HTTP server."""
     with session("gen http-tree", as_json=as_json, writes=True) as s:
         check_output_dir(output)
-        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by.value)
+        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by.value, force)
         s.result = {"output": str(output), "nodes": {node: str(output / key) for node, key in dirs.items()}}
         for node, key in dirs.items():
             s.out(f"{node}: {output / key}/")
