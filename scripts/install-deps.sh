@@ -17,6 +17,7 @@ PACKAGES=(
   e2fsprogs                            # mkfs.ext4 -d for the VM disk
   shellcheck systemd                   # lint the node install script; systemd-analyze verify its unit
   iproute2 curl ca-certificates openssl gnupg gpgv zstd xz-utils procps util-linux
+  file                                 # tests/e2e/test_k8s_build.py: every built binary is static
 )
 
 if [ "${1:-}" = "--minimal" ]; then   # just what `make demo` needs: a Python that can make a venv
