@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -81,6 +82,11 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print every run as JSON instead of the table")
     args = parser.parse_args()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM tears the lab down like Ctrl-C (the finally blocks below)
+
+    signal.signal(signal.SIGTERM, interrupt)
     table: list[tuple[str, ...]] = []
     every: dict[str, list[scenarios.Run]] = {}
     notes: list[str] = []

@@ -4,8 +4,10 @@
 
 read:  GET the kube-system namespace (a quorum read: it waits for etcd's leader) on a new TLS connection;
 write: PATCH the ConfigMap default/kubeha-probe (created first) with the tick's number;
-watch: one long-lived watch on ConfigMaps in default; reconnects at once when it breaks, and prints each
-       (re)connection and each event.
+watch: one long-lived watch on ConfigMaps in default; prints each (re)connection and each event. The
+       writer changes a ConfigMap 10 times a second, so a healthy watch hears something every 0.1 s: a watch
+       silent for WATCH_SILENCE is taken as dead (a hung load balancer never closes it) and reconnected, as a
+       client with a liveness timeout would.
 Every request has a 1 s timeout; the loop is bounded by DURATION and by RATE * DURATION requests. Run it in
 the lab's client namespace: it talks to the kubeconfig's server (VIP:lb_port) and nothing else.
 """
@@ -19,12 +21,14 @@ import os
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
 TIMEOUT = 1.0
+WATCH_SILENCE = 1.0
 
 
 def tls_context(kubeconfig: Path) -> tuple[ssl.SSLContext, str, int]:
@@ -52,20 +56,23 @@ def request(ctx: ssl.SSLContext, host: str, port: int, method: str, path: str, b
         conn.close()
 
 
+_OUT = threading.Lock()
+
+
 def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
+    with _OUT:
+        print(json.dumps(fields), flush=True)
 
 
 def ticks(ctx: ssl.SSLContext, host: str, port: int, kind: str, rate: float, duration: float) -> None:
+    """RATE requests a second, each on its own thread, so a request that hangs (a hung load balancer holds
+    it until its 1 s timeout) does not hold back the next ones, as in a client with a connection pool."""
     cm = "/api/v1/namespaces/default/configmaps"
     if kind == "write":
         request(ctx, host, port, "POST", cm, json.dumps(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeha-probe"}, "data": {}}).encode())
-    start = time.time()
-    for i in range(int(rate * duration)):
-        due = start + i / rate
-        time.sleep(max(0.0, due - time.time()))
-        t = time.time()
+
+    def one(i: int, t: float) -> None:
         try:
             if kind == "read":
                 status, _ = request(ctx, host, port, "GET", "/api/v1/namespaces/kube-system")
@@ -76,6 +83,17 @@ def ticks(ctx: ssl.SSLContext, host: str, port: int, kind: str, rate: float, dur
             emit(t=t, ok=status == 200, status=status, ms=round((time.time() - t) * 1000, 1))
         except (OSError, http.client.HTTPException) as exc:
             emit(t=t, ok=False, error=type(exc).__name__, ms=round((time.time() - t) * 1000, 1))
+
+    start = time.time()
+    threads = []
+    for i in range(int(rate * duration)):
+        time.sleep(max(0.0, start + i / rate - time.time()))
+        thread = threading.Thread(target=one, args=(i, time.time()))
+        thread.start()
+        threads.append(thread)
+        threads = [t for t in threads if t.is_alive()]
+    for thread in threads:
+        thread.join(timeout=2 * TIMEOUT)
 
 
 def watch(ctx: ssl.SSLContext, host: str, port: int, duration: float) -> None:
@@ -94,7 +112,7 @@ def watch(ctx: ssl.SSLContext, host: str, port: int, duration: float) -> None:
                 continue
             emit(t=t, kind="connected")
             assert resp.fp is not None
-            resp.fp.raw._sock.settimeout(max(0.1, end - time.time()))  # type: ignore[attr-defined]
+            resp.fp.raw._sock.settimeout(WATCH_SILENCE)  # type: ignore[attr-defined]
             for line in resp:
                 if line.strip():
                     emit(t=time.time(), kind="event")

@@ -6,8 +6,8 @@ the clients run out their window; then restores the holder and waits until the c
 (every haproxy sees every apiserver UP, one VIP holder, /readyz through the VIP) before the next run.
 
 Measured from the fault: when the VIP appeared on another master (``ip monitor`` in every node's namespace),
-when reads and writes were last seen failing ("back in"; 0 when none failed), how many failed, and when the
-watch was connected again after it broke (0 when it never broke).
+when new reads and writes succeeded again for good ("back in"; 0 when none failed), how many failed, and how
+long the watch heard nothing (its first event after its last break).
 """
 
 from __future__ import annotations
@@ -90,17 +90,28 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _back(ticks: list[dict[str, Any]], fault_at: float) -> tuple[float, int]:
-    failed = [t for t in ticks if t["t"] >= fault_at and not t["ok"]]
-    return ((max(t["t"] + t["ms"] / 1000 for t in failed) - fault_at) if failed else 0.0), len(failed)
+    """When requests started succeeding again for good: the start of the first good request after the last
+    failed one, from the fault (0 when none failed; a request in flight at the fault that times out later
+    counts as failed, but only new requests tell when service came back). Requests started before the fault
+    count too: a request sent just before it may be the one the fault breaks."""
+    failed = [t for t in ticks if t["t"] + t["ms"] / 1000 >= fault_at and not t["ok"]]
+    if not failed:
+        return 0.0, 0
+    last = max(t["t"] for t in failed)
+    good = [t["t"] for t in ticks if t["ok"] and t["t"] > last]
+    return ((min(good) - fault_at) if good else float("inf")), len(failed)
 
 
-def _watch_reconnect(events: list[dict[str, Any]], fault_at: float) -> float:
+def _watch_back(events: list[dict[str, Any]], writes: list[dict[str, Any]], fault_at: float) -> float:
+    """From the fault to the first event the watch delivered after its last break (or, when it never broke,
+    its first event after the fault): how long a watcher heard nothing. Events need writes, so this includes
+    the writes' own outage; breaks after the last good write (the end of the window: silence) do not count."""
+    last_write = max((w["t"] for w in writes if w["ok"]), default=fault_at)
     after = [e for e in events if e["t"] >= fault_at]
-    broke = next((e["t"] for e in after if e["kind"] in ("broken", "closed", "refused")), None)
-    if broke is None:
-        return 0.0
-    back = next((e["t"] for e in after if e["kind"] == "connected" and e["t"] >= broke), None)
-    return (back - fault_at) if back is not None else float("inf")
+    breaks = [e["t"] for e in after if e["kind"] in ("broken", "closed", "refused") and e["t"] <= last_write]
+    since = max(breaks) if breaks else fault_at
+    heard = [e["t"] for e in after if e["kind"] == "event" and e["t"] >= since]
+    return (min(heard) - fault_at) if heard else float("inf")
 
 
 def run(lab: ClusterLab, monitor: VipMonitor, scenario: str, workdir: Path) -> Run:
@@ -126,7 +137,7 @@ def run(lab: ClusterLab, monitor: VipMonitor, scenario: str, workdir: Path) -> R
     reads_back, failed_reads = _back(_lines(files["read"]), fault_at)
     writes_back, failed_writes = _back(_lines(files["write"]), fault_at)
     result = Run(scenario, holder, min(moved) if moved else None, reads_back, writes_back, failed_reads,
-                 failed_writes, _watch_reconnect(_lines(files["watch"]), fault_at), leader)
+                 failed_writes, _watch_back(_lines(files["watch"]), _lines(files["write"]), fault_at), leader)
     _restore(lab, scenario, holder)
     if scenario == "power-off":
         monitor.watch(holder, lab.nodes[holder].ns)
