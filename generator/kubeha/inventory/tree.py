@@ -16,6 +16,11 @@ from kubeha.errors import Location, Problem
 from kubeha.inventory.raw import Value
 
 PRIORITY_KEY = "ansible_group_priority"
+# Host variables that say which node a host is and what it does. Ansible merges every line (and YAML entry)
+# of one host, the later value winning; two lines of one host that disagree on one of these are two nodes
+# somebody meant to write (a copy-paste slip), and the merge would silently drop one: kubeha refuses them.
+IDENTITY_KEYS = {"name": "name", "ip": "address", "address": "address", "ansible_host": "ansible_host",
+                 "role": "role", "lb": "state", "state": "state", "priority": "priority"}
 
 
 @dataclass
@@ -81,6 +86,23 @@ class Tree:
             grp.hosts.append(name)
             host.groups.append(group)
         return host
+
+    def set_host_var(self, host: Host, key: str, val: Value) -> None:
+        """A variable from one of ``host``'s lines (or YAML entries).
+
+        A line that changes the name, address, role or priority another line set is an error naming both
+        lines (Ansible would silently keep the later one).
+        """
+        canon = IDENTITY_KEYS.get(key)
+        if canon is not None:
+            for okey, old in host.vars.items():
+                if IDENTITY_KEYS.get(okey) == canon and old.location != val.location and old.value != val.value:
+                    self.error(val.location, val.where or key, f"{host.name} is also on line {old.location.line} "
+                               f"with {okey}={old.value!r}: Ansible merges both into one host, and this "
+                               f"{key}={val.value!r} would silently win; if these are two nodes, give each its "
+                               "own host name or address")
+                    break
+        host.vars[key] = val
 
     def add_child(self, parent: str, child: str, loc: Location) -> None:
         """Make ``child`` a child of ``parent``; a loop is refused, as Ansible refuses it."""
