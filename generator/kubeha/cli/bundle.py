@@ -115,6 +115,7 @@ def pack(
         check_output_dir(output)
         signer = _signer(sign_key, gnupghome)
         _check_inputs(s, inventory, images, load_recipe(recipe))
+        signer.probe()  # a locked or unusable key fails here, before the cluster id or any output exists
         with _progress(not as_json) as phase:
             result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
                                     images_json=images_json, name=name, serial=serial, progress=phase,
@@ -145,8 +146,11 @@ def _print_report(s: Session, report: VerifyReport) -> None:
     lines = [line for error in report.errors for line in error.splitlines()]
     for line in lines:
         typer.echo(f"kubeha: error: {line}", err=True)
-    kind = "signature" if report.exit_code == 4 else "checksum"
-    typer.echo(f"kubeha: FAILED {report.bundle}: {kind} verification failed", err=True)
+    if report.exit_code == 4 and report.signer:  # the signature is good: the bundle is not for this use
+        verdict = f"good signature by {report.signer}, but not accepted"
+    else:
+        verdict = ("signature" if report.exit_code == 4 else "checksum") + " verification failed"
+    typer.echo(f"kubeha: FAILED {report.bundle}: {verdict}", err=True)
     s.fail(report.exit_code, lines)
 
 

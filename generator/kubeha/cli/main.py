@@ -25,6 +25,7 @@ from kubeha.cli.common import (
     quiet_stdout,
     session,
 )
+from kubeha.cli.helptext import plain_help
 from kubeha.cli.options import Format, MergeDirOpt, MergeOpt, Target
 from kubeha.errors import ExitCode
 
@@ -46,6 +47,12 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
 class LazyGroup(TyperGroup):
     """A Typer group whose listed sub-commands are imported on first use (see LAZY_COMMANDS)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Typer builds the group with its eager commands: give their help plain metavars."""
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            plain_help(command)
+
     def _lazy(self) -> dict[str, tuple[str, str, str]]:
         return LAZY_COMMANDS.get(self.name or "", {})
 
@@ -61,7 +68,7 @@ class LazyGroup(TyperGroup):
             if not isinstance(obj, typer.Typer):
                 obj = _single(obj, cmd_name)
             obj.rich_markup_mode = None  # the same plain help everywhere
-            command = typer.main.get_command(obj)
+            command = plain_help(typer.main.get_command(obj))
             command.name = cmd_name
             self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
@@ -171,7 +178,7 @@ def _print_plan(result: dict[str, Any]) -> None:
     print(f"cluster {result['cluster']}: endpoint {result['endpoint']}, VIP {result['vip']}, "
           f"virtual_router_id {result['virtual_router_id']}")
     print(f"profile {result['profile']}: VRRPv{vrrp['version']} {vrrp['mode']}, advert {vrrp['advert_s']:g} s, "
-          f"check weight {result['weight']}")
+          f"check weight {result['weight']}" + (" (a failed check faults the node)" if not result["weight"] else ""))
     for m in result["masters"]:
         print(f"  {m['name']:<20} {m['address']:<16} {m['state']:<7} priority {m['priority']:>3}  {m['interface']}")
     print(f"  + {len(result['workers'])} worker(s) reaching the control plane at {result['endpoint']}")

@@ -74,6 +74,8 @@ class Tree:
         grp = self.groups.get(name)
         if grp is None:
             grp = self.groups[name] = Group(name, loc)
+        elif not grp.location.line:  # an implicit group (all, ungrouped): where the file first names it
+            grp.location = loc
         return grp
 
     def add_host(self, name: str, group: str, loc: Location) -> Host:
