@@ -31,7 +31,9 @@ PREFERRED = ["address", "ip", "interface", "ip_interface", "state", "lb", *HOST_
 PREFERRED = list(dict.fromkeys(PREFERRED))
 GROUP_KEYS = ("masters_group", "workers_group")
 # Other tools' variables kubeha knows it does not need: no "unknown variable" warning for them.
-FOREIGN_KEYS = frozenset({"access_ip", "etcd_member_name", "inventory_file", "inventory_dir"})
+FOREIGN_KEYS = frozenset({"access_ip", "etcd_member_name", "inventory_file", "inventory_dir", "kube_version"})
+# Every variable kubeha reads from an Ansible inventory.
+KNOWN_KEYS = frozenset({*ANSIBLE_HOST_KEYS, *ANSIBLE_CLUSTER_KEYS, *GROUP_KEYS, "ansible_host"})
 
 
 def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | None = None) -> RawInventory:
@@ -65,7 +67,7 @@ def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | No
 
 def _setting(tree: Tree, key: str) -> Value | None:
     """``masters_group``/``workers_group`` from ``all``'s vars, or agreed by every host (merged JSON)."""
-    val = tree.groups["all"].vars.get(key)
+    val = tree.groups["all"].file_vars.get(key) or tree.groups["all"].vars.get(key)
     if val is not None or not tree.hosts or tree.format != "json":
         return val
     found = [tree.host_vars(h).get(key) for h in tree.hosts]
@@ -160,14 +162,16 @@ def _unknown_groups(tree: Tree, inv: RawInventory, mg: str | None, wg: str | Non
 def _unknown_keys(tree: Tree, inv: RawInventory) -> None:
     known = {*ANSIBLE_HOST_KEYS, *ANSIBLE_CLUSTER_KEYS, *GROUP_KEYS, *FOREIGN_KEYS}
     seen: set[tuple[Location, str]] = set()
-    scopes = [*(g.vars for g in tree.groups.values()), *(h.vars for h in tree.hosts.values())]
-    for scope in scopes:
+    scopes = [*((g.vars, False) for g in tree.groups.values()), *((h.vars, False) for h in tree.hosts.values()),
+              *((g.file_vars, True) for g in tree.groups.values()), *((h.file_vars, True) for h in tree.hosts.values())]
+    for scope, from_files in scopes:
         for key, val in scope.items():
             if key in known or key.startswith("ansible_") or (val.location, key) in seen:
                 continue
             seen.add((val.location, key))
             hint = suggest(key, known)
-            if hint or tree.format != "json":  # a dynamic inventory's own variables are not the user's typos
+            # a dynamic inventory's or kubespray's group_vars' own variables are not the user's typos
+            if hint or (tree.format != "json" and not from_files):
                 inv.problems.append(Problem(val.location, val.where or key, "unknown variable" + hint, "warning"))
 
 
@@ -211,7 +215,7 @@ def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int,
 
 def _cluster(inv: RawInventory, tree: Tree, merged_vars: dict[str, dict[str, Value]]) -> dict[str, Value]:
     """Cluster keys from the hosts' merged variables (they must agree), or from ``all`` with no hosts."""
-    scopes = list(merged_vars.items()) or [("all", tree.groups["all"].vars)]
+    scopes = list(merged_vars.items()) or [("all", {**tree.groups["all"].vars, **tree.groups["all"].file_vars})]
     out: dict[str, Value] = {}
     source: dict[str, str] = {}
     for host, merged in scopes:

@@ -5,7 +5,8 @@ ansible-core's inventory fills its groups and hosts; :meth:`Tree.finish` then re
 (parentless groups become children of ``all``, hosts in no group land in ``ungrouped``), and
 :meth:`Tree.host_vars` merges a host's variables in Ansible's order: the ``all`` group, then every group the
 host belongs to (directly or through ``:children``) sorted by depth, ``ansible_group_priority`` and name,
-then the host's own variables, each later one replacing the earlier.
+then the host's own variables, each later one replacing the earlier; group_vars/ and host_vars/ files
+(varsdirs.py) come after the inventory's own group vars and after the host's own, as in ansible-core.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Group:
     parents: list[str] = field(default_factory=list)
     vars: dict[str, Value] = field(default_factory=dict)
     priority: int = 1
+    file_vars: dict[str, Value] = field(default_factory=dict)  # from group_vars/ (varsdirs.py)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Host:
     vars: dict[str, Value] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)  # direct memberships
     path: str = ""  # how messages name it (the host name unless the reader says otherwise)
+    file_vars: dict[str, Value] = field(default_factory=dict)  # from host_vars/ (varsdirs.py)
 
 
 @dataclass
@@ -193,9 +196,17 @@ class Tree:
         return self._order[direct]
 
     def host_vars(self, host: str) -> dict[str, Value]:
-        """The host's variables after Ansible's precedence: all, groups by (depth, priority, name), host."""
+        """The host's variables after Ansible's precedence (ansible-core's default VARIABLE_PRECEDENCE).
+
+        The inventory's own group vars (all, then groups by depth, priority, name), then group_vars/ files in
+        the same order, then the host's own vars, then its host_vars/ files.
+        """
         merged: dict[str, Value] = {}
-        for grp in self.host_groups(host):
+        groups = self.host_groups(host)
+        for grp in groups:
             merged.update(self.groups[grp].vars)
+        for grp in groups:
+            merged.update(self.groups[grp].file_vars)
         merged.update(self.hosts[host].vars)
+        merged.update(self.hosts[host].file_vars)
         return merged
