@@ -4,10 +4,12 @@ then README's air-gapped block on a daemon with no registry) is tests/e2e/test_w
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from kubeha.bundle import imagebase
@@ -55,6 +57,16 @@ def test_a_base_that_is_not_debian(cache: Path, monkeypatch: pytest.MonkeyPatch)
         "kubeha: error: the recipe's base 'alpine:3.20' is not debian:SUITE[-slim]: kubeha makes only Debian bases; "
         "build yours and pass it to `kubeha image build --base`"])
     assert not cache.exists()
+
+
+def test_json_envelope(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --json: one envelope, valid against the schema, the same message."""
+    _as(monkeypatch, root=False, debootstrap=True)
+    code, stdout, _ = run("image", "base", "--json")
+    doc = json.loads(stdout)
+    jsonschema.validate(doc, json.loads((REPO / "generator/kubeha/schema/output.schema.json").read_text()))
+    assert (code, doc["command"], doc["ok"], [e["message"] for e in doc["errors"]]) == (
+        1, "image base", False, ["making the image base needs root (debootstrap and chroot): run it with sudo"])
 
 
 @pytest.mark.parametrize(("base", "suite"), [("debian:trixie-slim", "trixie"), ("debian:bookworm", "bookworm"),
