@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export KUBEHA_CACHE ?= $(shell if [ "$$(id -u)" -eq 0 ]; then echo /var/cache/kubeha; else echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/kubeha"; fi)
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps demo dist test test-fast test-e2e lint golden bench clean
+.PHONY: help setup deps k8s demo dist test test-fast test-e2e lint golden bench bench-cluster clean
 
 help:
 	@echo "make demo       set up the virtualenv and generate user-data for examples/ into out/"
@@ -15,7 +15,8 @@ help:
 	@echo "make test-fast  the quick unit/golden/CLI tests only"
 	@echo "make lint       ruff + mypy"
 	@echo "make golden     rewrite tests/cases/*/expected (review the diff!)"
-	@echo "make bench      print the benchmark figures"
+	@echo "make bench      print the benchmark figures (bench-cluster: failover on real Kubernetes)"
+	@echo "make k8s        build Kubernetes, etcd, containerd, ... from k8s/lock.json into the cache (once)"
 	@echo "make dist       build the sdist and wheel into dist/ (python -m build)"
 
 # kubeha alone (what `make demo` needs); setup adds the dev extras (tests, linters, ansible-core the oracle).
@@ -44,17 +45,21 @@ dist: setup
 	rm -rf dist
 	$(PY) -m build --outdir dist .
 
-test: deps setup
+# Kubernetes from Go modules (k8s/build.py): a no-op when the cache already holds what the lock names.
+k8s:
+	PATH="$$PATH:/usr/local/go/bin" python3 k8s/build.py build
+
+test: deps setup k8s
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test-e2e: deps setup
+test-e2e: deps setup k8s
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check generator tests bench
+	$(VENV)/bin/ruff check generator tests bench k8s
 	$(VENV)/bin/mypy
 
 golden: setup
@@ -67,6 +72,9 @@ bench: setup
 	$(PY) bench/bundle.py
 	$(PY) bench/failover.py --runtime containerd
 	$(PY) bench/track_process.py
+
+bench-cluster: deps setup k8s
+	$(PY) bench/cluster_failover.py
 
 clean:
 	rm -rf out dist build bundles/out .pytest_cache .mypy_cache .ruff_cache

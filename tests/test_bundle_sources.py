@@ -64,7 +64,7 @@ def test_http_tree_fits_the_source(bundles: dict[str, Path], gpg_keys: Keys, tmp
                       "--keyring", str(gpg_keys.trusted.public), "-o", str(tree), *(["--force"] if force else []))
     assert (got, err.splitlines()) == (code, [line.format(b=bundle) for line in stderr])
     if written:
-        assert sorted(os.listdir(tree)) == ["README.txt", *NODES]
+        assert sorted(os.listdir(tree)) == [".kubeha-manifest.json", "README.txt", *NODES]
         assert (tree / "master1" / "user-data").read_bytes() == (
             bundle.with_suffix("") / "nodes" / "master1" / "user-data").read_bytes()
     else:

@@ -172,7 +172,11 @@ def test_http_tree_from_a_verified_ignition_bundle(images_tar: Path, gpg_keys: K
             assert (tmp_path / "tree" / node / name).read_bytes() == (tmp_path / "b/demo/nodes" / node / name).read_bytes()
     config = json.loads((tmp_path / "tree/master1/config.ign").read_text())
     assert any(f["path"] == "/opt/kubeha/bin/kubeha-install" for f in config["storage"]["files"])
-    assert "ignition.config.url=http://SERVER/master1/config.ign" in (tmp_path / "tree/README.txt").read_text()
+    readme = (tmp_path / "tree/README.txt").read_text()
+    assert "ignition.config.url=http://SERVER/master1/config.ign" in readme
+    # what an unauthenticated client can read, and how to serve the tree (issue 21 item 6)
+    assert "HTTP has no client authentication: anyone who reaches the server reads every node's user-data" in readme
+    assert "move\nthis README.txt out of the web root" in readme
     # A bundle signed by another key is refused before anything is written.
     other = CliRunner().invoke(main_app, [*args[:6], str(gpg_keys.other.public), "-o", str(tmp_path / "tree2")])
     assert other.exit_code == 4, other.output

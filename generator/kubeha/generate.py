@@ -6,7 +6,6 @@ directory.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import string
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kubeha import inventory
+from kubeha import inventory, statefiles
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
 from kubeha.deliver.userparts import MergeSpec
@@ -28,11 +27,12 @@ from kubeha.render import IGNITION_INSTALL_SCRIPT, BundleRef, render_cluster
 __all__ = ["MANIFEST", "BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", "generate_documents",
            "load_cluster", "read_manifest", "write_tree"]
 
-SECRET_SUFFIX = ".vrrp-secret"  # noqa: S105 - a file name, not a secret
+SECRET_SUFFIX = statefiles.VRRP_SECRET.suffix
 _SECRET_ALPHABET = string.ascii_letters + string.digits
-_URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
-_LABEL = re.compile(r"^label:[A-Za-z0-9_-]{1,16}$")  # ext4 labels hold 16 bytes, ISO volume ids more
+# used with fullmatch (a trailing newline must not pass: the value lands in the node's install.env)
+_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/+-]*)?")
+_PATH = re.compile(r"/[A-Za-z0-9._/+-]+")
+_LABEL = re.compile(r"label:[A-Za-z0-9_-]{1,16}")  # ext4 labels hold 16 bytes, ISO volume ids more
 
 
 @dataclass(frozen=True)
@@ -64,42 +64,28 @@ def load_cluster(path: Path, *, strict: bool = False, masters_group: str | None 
 
 def secret_path(inventory_path: Path) -> Path:
     """Where the cluster's generated VRRP secret lives: beside the inventory."""
-    return inventory_path.with_name(inventory_path.name + SECRET_SUFFIX)
+    return statefiles.beside(inventory_path, statefiles.VRRP_SECRET)
 
 
 def read_secret(inventory_path: Path, *, create: bool) -> str | None:
-    """The cluster's VRRP PASS secret, generated once (8 chars, 0600) when ``create`` and missing."""
+    """The cluster's VRRP PASS secret, generated once (8 chars, 0600) when ``create`` and missing.
+
+    Read and made by :mod:`kubeha.statefiles`' rules: a symlink, or a file of another user, is refused.
+    """
     if str(inventory_path) == inventory.STDIN:
         raise InvalidInput([Problem(Location("<stdin>"), "secret", "a VRRPv2 cluster's generated secret is kept "
                                     "beside the inventory: save the JSON to a file and give its path instead of -")])
     path = secret_path(inventory_path)
-    loc = Location(str(path), 1)
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        if not create:
-            return None
-        return _create_secret(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput([Problem(loc, "secret", f"cannot read: {exc}")]) from None
-    if not re.fullmatch(r"[A-Za-z0-9_.+=@%^*-]{1,8}", text):
-        raise InvalidInput([Problem(loc, "secret", "must be 1-8 characters (VRRP PASS authentication)")])
-    if path.stat().st_mode & 0o077:
-        raise InvalidInput([Problem(loc, "secret", "readable by group or others: chmod 600 it")])
-    return text
-
-
-def _create_secret(path: Path) -> str:
-    value = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(8))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    value = statefiles.read(path, statefiles.VRRP_SECRET, strip=True)
+    if value is None and create:
+        value = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(8))
+        statefiles.create(path, statefiles.VRRP_SECRET, value)
     return value
 
 
 def check_bundle_source(source: str) -> None:
     """A bundle source: ``cidata``, ``label:LABEL``, an absolute path or an http(s) URL (it lands in a shell env)."""
-    if source == "cidata" or _LABEL.match(source) or _PATH.match(source) or _URL.match(source):
+    if source == "cidata" or any(p.fullmatch(source) for p in (_LABEL, _PATH, _URL)):
         return
     raise InvalidInput([Problem(Location("--bundle-source"), "bundle-source",
                                 f"{source!r} is not cidata, label:LABEL, an absolute path or an http(s) URL")])

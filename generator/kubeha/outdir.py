@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeha import __version__
+from kubeha import __version__, statefiles
 from kubeha.errors import OutputError
 
 MANIFEST = ".kubeha-manifest.json"
@@ -143,13 +143,7 @@ def _write_manifest(out_fd: int, entries: list[str], command: str, cluster: str)
     if cluster:
         record["cluster"] = cluster
     data = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
-    tmp = f"{_TEMP_PREFIX}{MANIFEST}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, MANIFEST, src_dir_fd=out_fd, dst_dir_fd=out_fd)
+    statefiles.replace_at(out_fd, MANIFEST, data)  # a fresh O_EXCL|O_NOFOLLOW temporary, renamed over
 
 
 def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]], *, force: bool = False, prune: bool = True,

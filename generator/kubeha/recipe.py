@@ -20,8 +20,8 @@ from kubeha.resources import bundles_dir
 
 DEFAULT_NAME = "default.yaml"
 LOCAL_DEFAULT = Path("bundles") / DEFAULT_NAME  # the user's layout: a bundles/ folder where kubeha runs
-_REF = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+REF = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # both used with fullmatch: a trailing newline never passes
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ def _images(path: Path, raw: object, bad: Any) -> list[RecipeImage]:
             bad(where, "must be a mapping with ref, version and context")
             continue
         ref, version, context = (spec.get(k) for k in ("ref", "version", "context"))
-        if not (isinstance(name, str) and _NAME.match(name)):
+        if not (isinstance(name, str) and _NAME.fullmatch(name)):
             bad(where, "image names are lower-case letters, digits and '-'")
-        if not (isinstance(ref, str) and _REF.match(ref)):
+        if not (isinstance(ref, str) and REF.fullmatch(ref)):
             bad(f"{where}.ref", f"{ref!r} is not a fully qualified ref with a tag (registry/name:tag)")
         if not isinstance(version, str | int | float) or not str(version):
             bad(f"{where}.version", "missing: the upstream version the image must contain")

@@ -28,7 +28,7 @@ import yaml
 
 from kubeha.deliver.httptree import kernel_arguments, normalise_mac, write_http_tree
 from kubeha.deliver.ignition import dump, to_ignition
-from kubeha.errors import InvalidInput
+from kubeha.errors import InvalidInput, OutputError
 from kubeha.files import NodeDocument, RenderedFile, SystemdUnit
 
 pytestmark = pytest.mark.e2e
@@ -188,10 +188,11 @@ def test_tree_layout_modes_and_readme(tmp_path: Path) -> None:
     out = tmp_path / "tree"
     docs = node_docs()
     write_http_tree(out, docs)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["README.txt", *docs])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".kubeha-manifest.json", "README.txt", *docs])
     assert sorted(p.name for p in (out / "master-1").iterdir()) == ["config.ign", "meta-data", "user-data", "vendor-data"]
     for path in out.rglob("*"):
-        assert path.stat().st_mode & 0o777 == (0o750 if path.is_dir() else 0o640), path
+        want = 0o600 if path.name == ".kubeha-manifest.json" else 0o750 if path.is_dir() else 0o640
+        assert path.stat().st_mode & 0o777 == want, path
     readme = (out / "README.txt").read_text()
     assert (
         "master-1 (master-1/):\n"
@@ -204,13 +205,18 @@ def test_tree_layout_modes_and_readme(tmp_path: Path) -> None:
     assert list(kernel_arguments("k", {"user-data": b""})) == ["cloud-init"]
 
 
-def test_rewrite_replaces_the_whole_tree(tmp_path: Path) -> None:
+def test_rewrite_replaces_kubehas_entries_only(tmp_path: Path) -> None:
     out = tmp_path / "tree"
     write_http_tree(out, node_docs())
-    (out / "stale").write_text("left over")
+    (out / "stale").write_text("not kubeha's")
     docs = {"master-1": node_docs()["master-1"]}
-    write_http_tree(out, docs, key_by="mac", macs={"master-1": "52:54:00:12:34:01"})
-    assert sorted(p.name for p in out.iterdir()) == ["52-54-00-12-34-01", "README.txt"]
+    with pytest.raises(OutputError):  # a file kubeha did not write: refused without force (issue 21 item 5)
+        write_http_tree(out, docs, key_by="mac", macs={"master-1": "52:54:00:12:34:01"})
+    write_http_tree(out, docs, key_by="mac", macs={"master-1": "52:54:00:12:34:01"}, force=True)
+    # the name-keyed folders of the earlier run are kubeha's and go; the foreign file stays
+    assert sorted(p.name for p in out.iterdir()) == [".kubeha-manifest.json", "52-54-00-12-34-01", "README.txt",
+                                                     "stale"]
+    assert (out / "stale").read_text() == "not kubeha's"
     assert "${net0/mac:hexhyp}" in (out / "README.txt").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]  # no staging or backup left behind
 

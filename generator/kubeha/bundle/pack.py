@@ -122,10 +122,15 @@ def _check_name(kind: str, value: str) -> None:
 def _image_entries(inputs: PackInput) -> tuple[list[dict[str, Any]], bytes]:
     """Image metadata for bundle.json and the ``index.txt`` the node script reads; every pod image present."""
     from kubeha.bundle.archive import inspect_archive  # noqa: PLC0415 - keeps `bundle verify` light
+    from kubeha.recipe import REF  # noqa: PLC0415
 
     infos = inspect_archive(inputs.images)
-    pairs = sorted({(info.image_id, ref) for info in infos for ref in info.refs})
     loc = Location(str(inputs.images))
+    bad = sorted({repr(r) for info in infos for r in info.refs if not (isinstance(r, str) and REF.fullmatch(r))})
+    if bad:  # each ref becomes a line of the signed images/index.txt the nodes trust
+        raise InvalidInput([Problem(loc, "images", f"RepoTags {ref} is not a fully qualified image reference")
+                            for ref in bad])
+    pairs = sorted({(info.image_id, ref) for info in infos for ref in info.refs})
     if not pairs:
         raise InvalidInput([Problem(loc, "images", "the archive holds no tagged image")])
     held = {ref for _, ref in pairs}
@@ -306,19 +311,31 @@ class Delivery:
 def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, *, source: str = "cidata",
                    runtime: str = "containerd", images_json: Path | None = None, name: str | None = None,
                    serial: int | None = None, progress: Callable[[str, int], Advance] | None = None,
-                   delivery: Delivery | None = None) -> PackResult:
+                   delivery: Delivery | None = None, new_cluster_id: bool = False,
+                   note: Callable[[str], None] | None = None) -> PackResult:
     """Generate every node's documents with the trust anchor in them, then pack them (``kubeha bundle pack``).
 
     The user-data carries the key's fingerprint, the cluster id (made once beside the inventory), this
     bundle's serial as the lowest the node accepts, and the download size bound. The serial is recorded
     beside the inventory once the bundle is in place. ``delivery`` (issue 13): the format (config.ign too
     for Ignition), the target whose budget every node's documents must fit, the user's documents to merge.
+    A new cluster id is announced through ``note``, and refused where an old one evidently existed unless
+    ``new_cluster_id`` (see :func:`kubeha.bundle.identity.ensure_cluster_id`).
     """
     from kubeha.bundle import identity  # noqa: PLC0415
-    from kubeha.generate import BundleRef, build_documents, bundle_documents  # noqa: PLC0415 - heavy
+    from kubeha.generate import (  # noqa: PLC0415 - heavy
+        BundleRef,
+        build_documents,
+        bundle_documents,
+        check_bundle_source,
+        load_cluster,
+    )
 
     signer.check_usable(signature_time())
-    cid, number = identity.cluster_id(inventory), identity.next_serial(inventory, serial)
+    check_bundle_source(source)
+    cluster = load_cluster(inventory).cluster.name
+    number = identity.next_serial(inventory, serial)
+    cid, fresh = identity.plan_cluster_id(inventory, cluster, output, name or cluster, new=new_cluster_id)
     bound = (images.stat().st_size if images.is_file() else 0) + MAX_BYTES_MARGIN
     ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
                     fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)
@@ -327,6 +344,10 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
     documents = bundle_documents(inventory, ref, fmt=how.fmt, target=how.target, merge=how.merge)
     inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": source, "runtime": runtime},
                        cid, number, pod_images(docs))
+    _validate_inputs(name or loaded.cluster.name, documents, inputs)
+    _image_entries(inputs)  # every input checked before the new id is stored (then pack_bundle writes)
+    if fresh:
+        identity.record_cluster_id(inventory, cluster, cid, note)
     result = pack_bundle(output, documents, inputs, signer, progress)
     identity.record_serial(inventory, number)
     return result

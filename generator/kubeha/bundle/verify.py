@@ -128,8 +128,15 @@ class _DirSource(_Source):
             dirnames[:] = [d for d in dirnames if stat.S_ISDIR(os.lstat(Path(dirpath, d)).st_mode)]
 
     def chunks(self, rel: str, size: int) -> Iterator[bytes]:
-        fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW)
+        # The listing's lstat is not the open: a FIFO, device or link swapped in since must neither block nor
+        # be followed. O_NONBLOCK opens a FIFO at once; fstat then refuses anything but a regular file.
+        try:
+            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ChecksumError(f"{rel}: cannot read ({exc.strerror}); changed after the listing") from None
         with os.fdopen(fd, "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ChecksumError(f"{rel}: not a regular file (changed after the listing)")
             left = size + 1  # one byte more than allowed shows a file that grew
             while left and (chunk := fh.read(min(left, CHUNK))):
                 left -= len(chunk)

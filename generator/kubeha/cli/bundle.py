@@ -42,7 +42,7 @@ class Runtime(StrEnum):
 
 
 def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
-    """The archive must hold every image of the recipe and every image the static pods run (InvalidInput)."""
+    """The archive must hold every image of the recipe and every image the static pods run, and nothing else."""
     from kubeha.bundle.archive import inspect_archive  # noqa: PLC0415
 
     refs = {ref for info in inspect_archive(images) for ref in info.refs}
@@ -50,6 +50,9 @@ def check_archive(images: Path, recipe: Recipe, cluster: Cluster) -> None:
     wanted |= {cluster.keepalived_image: "keepalived_image", cluster.haproxy_image: "haproxy_image"}
     problems = [Problem(Location(str(images)), "images", f"lacks {ref} (named by {why})")
                 for ref, why in sorted(wanted.items()) if ref not in refs]
+    problems += [Problem(Location(str(images)), "images", f"holds {ref!r}, which neither the recipe {recipe.path} "
+                         "nor a static pod names: every image in a bundle is signed and imported on the nodes")
+                 for ref in sorted(refs, key=repr) if ref not in wanted]
     if problems:
         raise InvalidInput(problems)
 
@@ -103,6 +106,10 @@ def pack(
     fmt: Annotated[Format, typer.Option("--format", help="cloud-init, or ignition: also a config.ign per node "
                                             "for Flatcar / Fedora CoreOS (install script under /opt, --merge takes "
                                             "Ignition configs).")] = Format.cloud_init,
+    new_cluster_id: Annotated[bool, typer.Option("--new-cluster-id", help="Make a new cluster id even where an "
+                                                 "old one evidently existed (a serial file, a bundle of this "
+                                                 "cluster in OUTPUT): its nodes refuse the new id's bundles.")
+                              ] = False,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -121,7 +128,8 @@ def pack(
             result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
                                     images_json=images_json, name=name, serial=serial, progress=phase,
                                     delivery=Delivery(fmt.value, target.value,
-                                                      MergeSpec(tuple(merge or ()), merge_dir)))
+                                                      MergeSpec(tuple(merge or ()), merge_dir)),
+                                    new_cluster_id=new_cluster_id, note=s.note)
         s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                     "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
                     "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}

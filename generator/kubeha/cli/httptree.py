@@ -73,7 +73,8 @@ def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path
         if problem is not None and s is not None:
             s.warn([problem])
         docs = bundle_tree_documents(verified, [n.name for n in nodes])
-        return write_http_tree(output, docs, key_by=key_by, macs={n.name: n.mac for n in nodes if n.mac})
+        return write_http_tree(output, docs, key_by=key_by, macs={n.name: n.mac for n in nodes if n.mac},
+                               force=force)
 
 
 def http_tree(
@@ -81,12 +82,14 @@ def http_tree(
                                               autocompletion=complete_inventory)],
     bundle: Annotated[Path, typer.Option("--bundle", help="Bundle tar or directory (verified first).")],
     keyring: Annotated[Path, typer.Option("--keyring", help="Trusted public key(s) for --bundle.", dir_okay=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The tree's root (replaced as a whole).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The tree's root (kubeha's entries in it are "
+                                         "replaced; anything else is refused unless --force).")],
     key_by: Annotated[KeyBy, typer.Option("--key-by", help="What names each node's directory.")] = KeyBy.name,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
                        ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Write the tree even for a bundle whose source PXE nodes "
-                                        "cannot reach (cidata), with a warning.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a directory holding files kubeha did not "
+                                        "write (they are left alone), and write the tree even for a bundle whose "
+                                        "source PXE nodes cannot reach (cidata), with a warning.")] = False,
 ) -> None:
     """Write a verified bundle's node documents (cloud-init and config.ign) as a tree for an HTTP server."""
     with session("gen http-tree", as_json=as_json, writes=True) as s:

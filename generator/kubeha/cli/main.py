@@ -307,7 +307,8 @@ def _gen(s: Session, inventory: Path, output: Path | None, fmt: Format, target: 
     if layout is Layout.http:
         from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
 
-        dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac})
+        dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac},
+                               force=force, only=node is not None)
     else:
         removed = write_tree(output, files, force=force, prune=node is None, cluster=loaded.cluster.name).removed
         dirs = {d.name: d.name for d in docs}

@@ -83,10 +83,9 @@ def _only_for(node: str) -> Callable[[str], bool]:
 def _verified_copy(inventory: Path, bundle: Path, keyring: Path, dest: Path) -> Path:
     """Verify ``bundle`` into ``dest`` (exit 3/4 on failure); return the verified bundle directory."""
     from kubeha.bundle import Expect, stage_verified  # noqa: PLC0415
-    from kubeha.bundle.identity import ID_SUFFIX, cluster_id  # noqa: PLC0415
+    from kubeha.bundle.identity import cluster_id  # noqa: PLC0415
 
-    has_id = inventory.with_name(inventory.name + ID_SUFFIX).exists()
-    expect = Expect(cluster=cluster_id(inventory, create=False) if has_id else None)
+    expect = Expect(cluster=cluster_id(inventory))
     stage_verified(bundle, keyring, dest / "bundle", expect)
     return dest / "bundle"
 

@@ -6,8 +6,10 @@ merges it (in list order, after kubeha's own sections), and refuses a source who
 Nothing is fetched at boot, so an air-gapped node needs no config server for it.
 
 kubeha refuses, before anything is written, what Ignition would resolve silently: a file or link path, or
-a systemd unit name, that both sides set (the user's would win), a config that replaces the whole config
-(``ignition.config.replace``), and a spec version the validator we test with does not know.
+a systemd unit name, that both sides set (the user's would win), a file, link or directory that would shadow
+kubeha's (its directories, anything below its files, kubeha's own directories, compared normalized: see
+:mod:`kubeha.deliver.mergeguard`), a config that replaces the whole config (``ignition.config.replace``),
+and a spec version the validator we test with does not know.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeha.deliver.ignition import SUPPORTED_VERSIONS
+from kubeha.deliver.mergeguard import MAX_DEPTH, UNIT_DIR, Guard, check_json_depth, normalize, read_bounded
 from kubeha.errors import InvalidInput, Location, Problem
 
 
@@ -42,6 +45,9 @@ def parse_ignition(source: str, raw: bytes) -> UserIgnition:
         config = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _problem(source, f"not an Ignition config (JSON): {exc}") from None
+    except RecursionError:
+        raise _problem(source, f"nested more than {MAX_DEPTH} levels deep") from None
+    check_json_depth(source, config)
     if not isinstance(config, dict) or not isinstance(config.get("ignition"), dict):
         raise _problem(source, "an Ignition config is a JSON object with an 'ignition' section")
     version = config["ignition"].get("version")
@@ -56,32 +62,49 @@ def parse_ignition(source: str, raw: bytes) -> UserIgnition:
 
 def read_ignition_file(path: Path) -> list[UserIgnition]:
     """Read one ``--merge FILE`` for Ignition output."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _problem(str(path), f"cannot read: {exc.strerror or exc}") from None
-    return [parse_ignition(str(path), raw)]
+    return [parse_ignition(str(path), read_bounded(path))]
 
 
-def _claims(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(kind, name) of what a config sets exclusively: file and link paths, unit names."""
+_KINDS = (("files", "file"), ("links", "link"), ("directories", "directory"))
+
+
+def _claims(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(namespace, kind, name) of what a config sets: file, link, directory paths (normalized), unit names.
+
+    Files and links share the ``path`` namespace (a node path is one or the other).
+    """
     storage = config.get("storage") or {}
-    out = [("path", str(e.get("path"))) for key in ("files", "links") for e in storage.get(key) or []]
-    out += [("unit", str(u.get("name"))) for u in (config.get("systemd") or {}).get("units") or []]
+    out = [("directory" if kind == "directory" else "path", kind, normalize(str(e.get("path"))))
+           for key, kind in _KINDS for e in storage.get(key) or [] if isinstance(e, dict)]
+    out += [("unit", "unit", str(u.get("name"))) for u in (config.get("systemd") or {}).get("units") or []
+            if isinstance(u, dict)]
     return out
 
 
+def _guard(node: str, kubeha: dict[str, Any]) -> Guard:
+    """The guard of kubeha's files, links and units (as the files systemd reads): no user entry may shadow them."""
+    claims = _claims(kubeha)
+    paths = [name for space, _, name in claims if space == "path"]
+    paths += [f"{UNIT_DIR}{name}" for space, _, name in claims if space == "unit"]
+    return Guard.of(paths, f"kubeha ({node})")
+
+
 def check_conflicts(node: str, kubeha: dict[str, Any], users: list[UserIgnition]) -> None:
-    """Refuse a path or unit that two sources set, naming both."""
-    owners: dict[tuple[str, str], str] = {claim: f"kubeha ({node})" for claim in _claims(kubeha)}
+    """Refuse a path or unit that two sources set, naming both, and any user entry that shadows kubeha's."""
+    owners = {(space, name): f"kubeha ({node})" for space, _, name in _claims(kubeha) if space != "directory"}
+    guard = _guard(node, kubeha)
     problems = []
     for user in users:
-        for claim in _claims(user.config):
-            if claim in owners:
-                problems.append(Problem(Location(user.source), f"{claim[0]} {claim[1]}",
-                                        f"set by both {user.source} and {owners[claim]}"))
-            else:
-                owners[claim] = user.source
+        for space, kind, name in _claims(user.config):
+            if (space, name) in owners:
+                problems.append(Problem(Location(user.source), f"{space} {name}",
+                                        f"set by both {user.source} and {owners[space, name]}"))
+                continue
+            why = guard.clash(name) if space != "unit" else None
+            if why:
+                problems.append(Problem(Location(user.source), f"{kind} {name}", why))
+            elif space != "directory":
+                owners[space, name] = user.source
     if problems:
         raise InvalidInput(problems)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from kubeha import __version__
 from kubeha.deliver.cloudinit import dump_yaml, header, user_data_config
+from kubeha.deliver.mergeguard import Guard, normalize
 from kubeha.deliver.userparts import CLOUD_CONFIG, MERGE_KEYS, SHELLSCRIPT, Part, parse_user_data
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
@@ -49,12 +50,18 @@ def kubeha_part(doc: NodeDocument, *, encode_files: bool = False) -> Part:
     return Part(f"kubeha ({doc.name})", CLOUD_CONFIG, header(doc) + dump_yaml(config), "", config, name=KUBEHA_PART)
 
 
-def check_conflicts(parts: list[Part]) -> None:
-    """Refuse a path written by two sources (the user's files among themselves, or a user's and kubeha's)."""
+def check_conflicts(parts: list[Part], kubeha_from: int | None = None) -> None:
+    """Refuse a path written by two sources (the user's files among themselves, or a user's and kubeha's).
+
+    Paths are compared normalized; ``parts[kubeha_from:]`` (default: the last part) are kubeha's, and no user
+    file may shadow them (:class:`kubeha.deliver.mergeguard.Guard`: a directory they live in, a path below
+    one, kubeha's own directories).
+    """
+    start = len(parts) - 1 if kubeha_from is None else kubeha_from
     found: dict[str, list[_Writer]] = {}
     for part in parts:
         for i, entry in enumerate(part.config.get("write_files", [])):
-            found.setdefault(entry["path"], []).append(_Writer(part.source, part.lines.get(i, 0)))
+            found.setdefault(normalize(entry["path"]), []).append(_Writer(part.source, part.lines.get(i, 0)))
     problems = []
     for path, writers in sorted(found.items()):
         if len(writers) > 1:
@@ -62,6 +69,14 @@ def check_conflicts(parts: list[Part]) -> None:
             others = " and ".join(w.source for w in writers[1:])
             problems.append(Problem(Location(first.source, first.line), "write_files",
                                     f"{path} is written by both {first.source} and {others}"))
+    kubeha = parts[start:]
+    guard = Guard.of((e["path"] for p in kubeha for e in p.config.get("write_files", [])),
+                     kubeha[0].source if kubeha else "kubeha")
+    for part in parts[:start]:
+        for i, entry in enumerate(part.config.get("write_files", [])):
+            why = guard.clash(entry["path"])
+            if why and normalize(entry["path"]) not in guard.files:  # the same path is reported above
+                problems.append(Problem(Location(part.source, part.lines.get(i, 0)), "write_files", why))
     if problems:
         raise InvalidInput(problems)
 
@@ -142,13 +157,16 @@ def mime_document(node: str, parts: list[Part]) -> str:
     return head + "".join(f"--{BOUNDARY}\n{b}" for b in bodies) + f"--{BOUNDARY}--\n"
 
 
-def combine(node: str, parts: list[Part]) -> str:
-    """Merge parts (kubeha's last) into the smaller of a MIME multipart and a single #cloud-config.
+def combine(node: str, parts: list[Part], kubeha_from: int | None = None) -> str:
+    """Merge parts into the smaller of a MIME multipart and a single #cloud-config.
+
+    kubeha's parts come last: ``parts[kubeha_from:]`` (default: the last one).
 
     Raises:
-        InvalidInput: two sources write the same path (both named), or a part contains the boundary.
+        InvalidInput: two sources write the same path (both named), a user file shadows kubeha's, or a part
+            contains the boundary.
     """
-    check_conflicts(parts)
+    check_conflicts(parts, kubeha_from)
     mime = mime_document(node, parts)
     if not _single_possible(parts):
         return mime
@@ -163,7 +181,7 @@ def merged_user_data(doc: NodeDocument, parts: list[Part], *, encode_files: bool
 
 def merge_into(node: str, user: list[Part], source: str, user_data: bytes) -> bytes:
     """Merge the user's parts into an already made kubeha user-data (a bundle's ``nodes/<node>/user-data``)."""
-    return combine(node, [*user, *parse_user_data(source, user_data)]).encode()
+    return combine(node, [*user, *parse_user_data(source, user_data)], len(user)).encode()
 
 
 def kind_of(user_data: bytes) -> str:

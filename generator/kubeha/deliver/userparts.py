@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import gzip
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from kubeha.deliver.mergeguard import MAX_BYTES, check_modules, check_yaml, gunzip, read_bounded
 from kubeha.errors import InvalidInput, Location, Problem
 
 CLOUD_CONFIG = "text/cloud-config"
@@ -82,7 +82,12 @@ def _write_files_lines(text: str) -> dict[int, int]:
 
 
 def cloud_config_part(source: str, text: str, merge_type: str = "") -> Part:
-    """Parse and check a #cloud-config: a mapping whose write_files entries each name a path."""
+    """Parse and check a #cloud-config: a mapping whose write_files entries each name a path.
+
+    Bounded before it is built (aliases, depth: :func:`kubeha.deliver.mergeguard.check_yaml`); module lists
+    must keep what kubeha needs.
+    """
+    check_yaml(source, text)
     try:
         data = yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - CSafeLoader is the safe loader
     except yaml.YAMLError as exc:
@@ -100,15 +105,14 @@ def cloud_config_part(source: str, text: str, merge_type: str = "") -> Part:
     for i, entry in enumerate(files):
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
             raise _problem(source, "each entry needs a path", lines.get(i, 0), f"write_files.{i}")
+    if problems := check_modules(source, data):
+        raise InvalidInput(problems)
     return Part(source, CLOUD_CONFIG, text, merge_type, data, lines)
 
 
 def _decode(source: str, data: bytes) -> str:
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise _problem(source, f"gzip data that does not unpack: {exc}") from None
+        data = gunzip(source, data)  # bounded: a gzip bomb stops at MAX_BYTES
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -141,10 +145,15 @@ def _mime_leaves(message: Message) -> Iterable[Message]:
 def _mime_parts(source: str, text: str) -> list[Part]:
     message = email.message_from_string(text, policy=email.policy.compat32)
     parts = []
+    unpacked = 0
     for i, leaf in enumerate(_mime_leaves(message), start=1):
         payload = leaf.get_payload(decode=True)
         where = f"{source}[{i}]"
         body = _decode(where, payload if isinstance(payload, bytes) else b"")
+        unpacked += len(body)
+        if unpacked > MAX_BYTES:
+            raise _problem(source, f"its parts unpack to more than {MAX_BYTES >> 20} MiB (the limit for a merged "
+                                   "file)")
         ctype = leaf.get_content_type()
         if ctype in ("text/plain", "text/x-not-multipart"):
             ctype = _kind(body) or ctype  # cloud-init sniffs plain parts by their first line too
@@ -165,11 +174,7 @@ def parse_user_data(source: str, data: bytes) -> list[Part]:
 
 def read_merge_file(path: Path) -> list[Part]:
     """Read one ``--merge FILE``."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _problem(str(path), f"cannot read: {exc.strerror or exc}") from None
-    return parse_user_data(str(path), data)
+    return parse_user_data(str(path), read_bounded(path))
 
 
 def read_merge_dir(directory: Path, nodes: list[str],
@@ -185,7 +190,12 @@ def read_merge_dir(directory: Path, nodes: list[str],
     problems = []
     for path in sorted(p for p in directory.iterdir() if not p.name.startswith(".")):
         stem = path.name.split(".", 1)[0]
-        if stem == "all" and path.is_file():
+        if path.is_symlink():  # a link could pull in any file of the build host: refused, never followed
+            problems.append(Problem(Location(str(path)), "merge-dir",
+                                    "is a symbolic link: put the file itself in the directory"))
+        elif stem in ("all", *per_node) and not path.is_dir() and not path.is_file():
+            problems.append(Problem(Location(str(path)), "merge-dir", "is not a regular file"))
+        elif stem == "all" and path.is_file():
             common += reader(path)
         elif stem in per_node and path.is_file():
             per_node[stem] += reader(path)
