@@ -19,9 +19,14 @@ help:
 	@echo "make k8s        build Kubernetes, etcd, containerd, ... from k8s/lock.json into the cache (once)"
 	@echo "make dist       build the sdist and wheel into dist/ (python -m build)"
 
-$(VENV)/.installed: pyproject.toml
+# kubeha alone (what `make demo` needs); setup adds the dev extras (tests, linters, ansible-core the oracle).
+$(VENV)/.kubeha: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/install-deps.sh --minimal
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.kubeha
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -31,7 +36,7 @@ deps:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make deps: run as root (apt-get install)"; exit 1; fi
 	scripts/install-deps.sh
 
-demo: setup
+demo: $(VENV)/.kubeha
 	$(VENV)/bin/kubeha check examples/cluster.yaml
 	$(VENV)/bin/kubeha gen userdata examples/cluster.yaml -o out/cluster
 	$(VENV)/bin/kubeha gen userdata examples/seed-hosts.ini -o out/seed

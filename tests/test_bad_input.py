@@ -69,10 +69,11 @@ CASES: list[tuple[str, str, str | bytes, int, str]] = [
      "not a fully qualified image reference"),
     ("k8s-version-bad", ".ini", ini("vip=198.18.0.10\nk8s_version=latest\n"), 7, "not a Kubernetes version"),
     # --- addresses
-    ("vip-missing", ".ini", ini("k8s_version=1.30.2\n"), 1, "vip: missing"),
+    ("vip-missing", ".ini", ini("k8s_version=1.30.2\n"), 5, "vip: missing"),  # on the [all:vars] header
     ("vip-not-ip", ".ini", ini("vip=kube-vip.local\n"), 6, "'kube-vip.local' is not an IPv4 address"),
     ("vip-ipv6", ".yaml", yml("  vip: fd00::10\n"), 2, "is not an IPv4 address"),
-    ("vip-outside-subnet", ".ini", ini("vip=198.18.9.10\n"), 2, "outside the VIP's subnet 198.18.9.0/24"),
+    ("vip-outside-subnet", ".ini", ini("vip=198.18.9.10\n"), 6, "198.18.9.10/24 must be in the masters' subnet, "
+     "but these masters are outside 198.18.9.0/24: m1 (198.18.0.11, line 2), m2 (198.18.0.12, line 3)"),
     ("vip-equals-node", ".ini", ini("vip=198.18.0.12\n"), 6, "is the address of node m2"),
     ("vip-network-address", ".ini", ini("vip=198.18.0.0\n"), 6, "network or broadcast address"),
     ("vip-prefix-conflict", ".yaml", yml("  vip: 198.18.0.10/24\n  vip_prefix: 16\n"), 2, "disagrees with vip_prefix"),

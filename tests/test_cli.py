@@ -86,7 +86,7 @@ def test_check_json() -> None:
     plan = json.loads(stdout)["result"]
     assert [(m["name"], m["state"], m["priority"]) for m in plan["masters"]] == [
         ("node01", "MASTER", 100), ("node02", "BACKUP", 80), ("node03", "BACKUP", 70)]
-    assert plan["weight"] == -35  # spread 30 -> weight 35: a failing node01 (65) drops below node03 (70)
+    assert plan["weight"] == 0  # fast: a failed check faults the node (weight 0 in keepalived.conf)
     assert plan["endpoint"] == "10.1.86.209:6444"
 
 
@@ -97,7 +97,8 @@ def test_seed_pattern_interface_warns(tmp_path: Path) -> None:
                       "unused: kubeha does not install Kubernetes (pick the version in your kubeadm or distribution "
                       "tooling)\n"
                       f"{EXAMPLES / 'seed-hosts.ini'}:16: warning: [all:vars].ip_interface: 'eth.*' is a pattern; "
-                      "using 'eth0' (set interface=NAME per host or a plain name here to choose)\n")
+                      "using 'eth0' (set interface=NAME per host or a plain name here to choose)\n"
+                      "kubeha: 0 error(s), 2 warning(s)\n")
 
 
 @pytest.mark.parametrize(("masters", "interface", "expected"), [
@@ -117,7 +118,9 @@ def test_defaults_that_bite_warn(tmp_path: Path, masters: int, interface: bool, 
     inv.write_text("\n".join(lines) + "\n")
     code, stdout, stderr = run("check", str(inv))
     assert code == 0 and stdout
-    assert [ln.split(": warning: ", 1)[1].removeprefix("cluster.") for ln in stderr.splitlines()] == expected
+    warnings = [ln.split(": warning: ", 1)[1].removeprefix("cluster.") for ln in stderr.splitlines()[:-1]]
+    assert warnings == expected
+    assert stderr.splitlines()[-1:] == ([f"kubeha: 0 error(s), {len(expected)} warning(s)"] if expected else [])
 
 
 def test_classic_profile_warns_about_flapping(tmp_path: Path) -> None:

@@ -119,8 +119,12 @@ def test_bundle_pack_and_verify(ws: dict[str, Any]) -> None:
     envelope([*ws["pack"], "-o", str(out), "--gnupghome", str(ws["tmp"] / "nohome")], 1)
     tree = ws["tmp"] / "tree"
     doc = envelope(["gen", "http-tree", ws["inv"], "--bundle", str(out / "demo.tar"), "--keyring",
-                    str(keys.trusted.public), "-o", str(tree)], 0)
+                    str(keys.trusted.public), "-o", str(tree)], 1)  # a cidata bundle: PXE nodes cannot reach it
+    assert doc["errors"][0]["path"] == "install.source" and not tree.exists()
+    doc = envelope(["gen", "http-tree", ws["inv"], "--bundle", str(out / "demo.tar"), "--keyring",
+                    str(keys.trusted.public), "-o", str(tree), "--force"], 0)
     assert doc["result"]["nodes"]["master1"] == str(tree / "master1")
+    assert [w["path"] for w in doc["warnings"]] == ["install.source"]
     envelope(["gen", "http-tree", ws["inv"], "--bundle", str(out / "demo.tar"), "--keyring",
               str(keys.other.public), "-o", str(ws["tmp"] / "tree2")], 4)
 

@@ -75,7 +75,9 @@ def inventory(tmp_path: Path) -> Path:
 def bundle(tmp_path: Path, inventory: Path, gpg_keys: Keys) -> Path:
     images = tmp_path / "images.tar"
     make_docker_archive(images)
-    return pack_inventory(inventory, images, gpg_keys.trusted.signer(), tmp_path / "bundles", name="demo").tarball
+    # PXE nodes fetch the bundle over HTTP (a cidata-sourced bundle is refused by http-tree: issue 20 item 5)
+    return pack_inventory(inventory, images, gpg_keys.trusted.signer(), tmp_path / "bundles", name="demo",
+                          source="http://198.18.0.1/demo.tar").tarball
 
 
 def _gen(inventory: Path, web: Path, *extra: str) -> tuple[int, str, str]:

@@ -95,15 +95,6 @@ def test_native_yaml_typo_suggests(tmp_path: Path) -> None:
     assert f"{inv}:6: warning: masters[1].prority: unknown key; did you mean 'priority'?" in stderr
 
 
-def test_group_vars_directory_is_refused(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts.ini"
-    inv.write_text("[k8s-master]\n198.18.0.11 name=m1\n198.18.0.12 name=m2\n[all:vars]\nvip=198.18.0.10\n")
-    assert run("check", str(inv))[0] == 0
-    (tmp_path / "group_vars").mkdir()
-    code, _, stderr = run("check", str(inv))
-    assert code == 1 and "group_vars/ is read by Ansible and not by kubeha" in stderr
-
-
 # Input hygiene: full matches only, control characters refused with file:line, secrets never echoed.
 HYGIENE = [
     ("name-trailing-newline", ".yaml", 'cluster: {vip: 198.18.0.10}\nmasters:\n  - {name: "m1\\n", address: 198.18.0.11}\n'

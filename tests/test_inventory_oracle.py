@@ -19,16 +19,22 @@ from inventory_strategy import Model, models, render_ini, render_yaml
 
 # Refusals kubeha may make where Ansible reads the file, because kubeha reads that feature differently.
 ALLOWED_REFUSALS = ("ties with another master", "more than one MASTER", "is out of range", "is not an integer",
-                    "must exceed the priority spread", "cannot derive a priority")
+                    "must exceed the priority spread", "cannot derive a priority",
+                    "Ansible merges both into one host")  # repeated host lines that disagree (issue 20)
 ORACLE = settings(max_examples=250, derandomize=True, database=None, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], print_blob=True)
 
 
-def _compare(text: str, suffix: str) -> None:
+def _compare(text: str, suffix: str, files: dict[str, str] | None = None) -> None:
+    """kubeha and ansible-core on one inventory (and ``files`` beside it: group_vars/, host_vars/)."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"hosts{suffix}"
         src.write_text(text)
         note(f"inventory {src.name}:\n{text}")
+        for rel, body in (files or {}).items():
+            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / rel).write_text(body)
+            note(f"{rel}:\n{body}")
         try:
             doc = ansible_native(src)
         except AnsibleRefused as exc:
@@ -36,7 +42,7 @@ def _compare(text: str, suffix: str) -> None:
             note(f"ansible refused: {exc}")
             event("ansible refused")
             assert got is None, "ansible-core refused this inventory but kubeha read it"
-            assert all(f"{src}:" in p for p in problems if ": error: " in p), problems
+            assert all(p.startswith(f"{tmp}/") for p in problems if ": error: " in p), problems
             return
         assume(not doc.pop("_ambiguous"))
         got, problems = kubeha(src)
@@ -55,7 +61,8 @@ def _compare(text: str, suffix: str) -> None:
         if got is None:
             errors = [p for p in problems if ": error: " in p]
             event("first error: " + (errors[0].split(": ")[-1][:28] if errors else "-"))
-            assert errors and all(p.startswith(f"{src}:") and p.split(":")[1].isdigit() for p in errors), errors
+            # on a line of the inventory or of one of its group_vars/host_vars files
+            assert errors and all(p.startswith(f"{tmp}/") and p.split(":")[1].isdigit() for p in errors), errors
             if want is not None:  # kubeha refuses what the native form accepts: only named features
                 assert all(any(a in p for a in ALLOWED_REFUSALS) for p in errors), errors
             return

@@ -118,7 +118,7 @@ def plan(cluster: Cluster) -> dict[str, Any]:
         "virtual_router_id": cluster.virtual_router_id,
         "profile": p.name,
         "vrrp": {"version": p.vrrp_version, "mode": cluster.vrrp_mode, "advert_s": p.advert_int},
-        "weight": -cluster.weight,
+        "weight": 0 if p.check_faults else -cluster.weight,  # a faulting check is weight 0 in keepalived.conf
         "masters": [
             {"name": m.name, "address": str(m.address), "state": m.state, "priority": m.priority,
              "interface": m.interface}

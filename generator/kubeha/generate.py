@@ -1,35 +1,31 @@
 """The library behind ``kubeha check`` and ``kubeha gen``: inventory -> cluster -> per-node documents.
 
-Pure up to :func:`write_tree`, which is the only step that touches the output directory: it writes to a
-temporary directory beside the output and renames each node's directory into place at the end.
+Pure up to :func:`kubeha.outdir.write_tree` (re-exported here), the only step that touches the output
+directory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
 import secrets
-import shutil
 import string
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kubeha import __version__, inventory, statefiles
+from kubeha import inventory, statefiles
 from kubeha.context import needs_secret, timing_warnings
 from kubeha.deliver import cloudinit
 from kubeha.deliver.userparts import MergeSpec
-from kubeha.errors import InvalidInput, Location, OutputError, Problem
+from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.files import NodeDocument
 from kubeha.model import Cluster, build_cluster
+from kubeha.outdir import MANIFEST, TreeReport, read_manifest, write_tree
 from kubeha.render import IGNITION_INSTALL_SCRIPT, BundleRef, render_cluster
 
-__all__ = ["BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", "generate_documents", "load_cluster",
-           "write_tree"]
+__all__ = ["MANIFEST", "BundleRef", "Loaded", "MergeSpec", "TreeReport", "build_documents", "generate_documents",
+           "load_cluster", "read_manifest", "write_tree"]
 
 SECRET_SUFFIX = statefiles.VRRP_SECRET.suffix
 _SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -260,121 +256,3 @@ def select_node(docs: list[NodeDocument], node: str | None) -> list[NodeDocument
         names = ", ".join(d.name for d in docs)
         raise InvalidInput([Problem(Location("--node"), "node", f"no node {node!r} in the inventory; nodes: {names}")])
     return chosen
-
-
-def _write_node(parent_fd: int, node: str, files: Mapping[str, bytes]) -> None:
-    os.mkdir(node, 0o700, dir_fd=parent_fd)
-    node_fd = os.open(node, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
-    try:
-        for name, data in files.items():
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=node_fd)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-    finally:
-        os.close(node_fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-MANIFEST = ".kubeha-manifest.json"
-_TEMP_PREFIX = ".kubeha-tmp-"
-
-
-@dataclass(frozen=True)
-class TreeReport:
-    """What :func:`write_tree` did: the node folders written and the stale ones removed."""
-
-    written: list[Path]
-    removed: list[str]
-
-
-def read_manifest(out: Path) -> list[str]:
-    """The entries a previous run recorded in ``out`` (empty when there is no usable manifest)."""
-    try:
-        data = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return []
-    entries = data.get("entries") if isinstance(data, dict) else None
-    return [e for e in entries if isinstance(e, str) and e and "/" not in e and not e.startswith(".")] \
-        if isinstance(entries, list) else []
-
-
-_NODE_FILES = {"user-data", "meta-data", "network-config", "config.ign"}
-
-
-def _foreign(out: Path, owned: set[str], nodes: set[str]) -> list[str]:
-    """Entries of an existing ``out`` that kubeha did not write (its manifest and temp dirs aside).
-
-    A folder named after one of this run's nodes that holds only node documents counts as kubeha's: an
-    output directory written before manifests existed is adopted rather than refused.
-    """
-    try:
-        names = os.listdir(out)
-    except FileNotFoundError:
-        return []
-    return sorted(n for n in names if n != MANIFEST and not n.startswith(_TEMP_PREFIX) and n not in owned
-                  and not (n in nodes and _only_node_files(out / n)))
-
-
-def _only_node_files(folder: Path) -> bool:
-    try:
-        return folder.is_dir() and not folder.is_symlink() and set(os.listdir(folder)) <= _NODE_FILES
-    except OSError:
-        return False
-
-
-def _write_manifest(out_fd: int, entries: list[str], command: str) -> None:
-    data = json.dumps({"written_by": f"kubeha {__version__}", "command": command, "entries": sorted(entries)},
-                      indent=2, sort_keys=True).encode() + b"\n"
-    statefiles.replace_at(out_fd, MANIFEST, data)  # a fresh O_EXCL|O_NOFOLLOW temporary, renamed over
-
-
-def write_tree(out: Path, docs: Mapping[str, Mapping[str, bytes]], *, force: bool = False, prune: bool = True,
-               command: str = "gen userdata") -> TreeReport:
-    """Write ``out/<node>/<file>`` (dirs 0700, files 0600: user-data can hold secrets), node by node atomically.
-
-    ``out`` records what kubeha wrote in ``.kubeha-manifest.json``. A directory holding entries kubeha did
-    not write is refused (OutputError) unless ``force``; with ``prune``, folders an earlier run wrote for
-    nodes that are gone are removed. Everything is written under a temporary directory inside ``out`` first;
-    each node directory is then renamed into place, so no node directory is ever half-written.
-    """
-    owned = set(read_manifest(out))
-    foreign = _foreign(out, owned, set(docs))
-    if foreign and not force:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise OutputError(f"-o {out}: holds files kubeha did not write ({shown}); choose an empty or new "
-                          "directory, or pass --force")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=out))
-    except OSError as exc:
-        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
-    removed = sorted(owned - set(docs) - set(foreign)) if prune else []
-    written = []
-    tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-    out_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for node, files in docs.items():
-            _write_node(tmp_fd, node, files)  # relative to open directories: 10,000 nodes stay cheap
-        for node in docs:
-            with contextlib.suppress(FileNotFoundError):  # an older run's output for this node
-                os.rename(node, f".old-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
-            os.rename(node, node, src_dir_fd=tmp_fd, dst_dir_fd=out_fd)
-            written.append(out / node)
-        for node in removed:
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(node, f".gone-{node}", src_dir_fd=out_fd, dst_dir_fd=tmp_fd)
-        _write_manifest(out_fd, sorted((owned - set(removed)) | set(docs)), command)
-    except OSError as exc:
-        raise OutputError(f"-o {out}: cannot write: {exc.strerror}") from None
-    finally:
-        os.close(tmp_fd)
-        os.close(out_fd)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return TreeReport(written, removed)

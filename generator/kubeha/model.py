@@ -87,7 +87,7 @@ def build_cluster(raw: RawInventory, default_name: str,
         return None, sorted(chk.problems)
     where = raw.cluster_where
     c = raw.cluster
-    top = Location(raw.path, 1)
+    top = raw.settings_at or Location(raw.path)
 
     name = chk.matching(c.get("name"), f"{where}.name", HOSTNAME, "a DNS label (a-z, 0-9, -)")
     name = name or default_name
@@ -228,10 +228,13 @@ def _vip(chk: Checker, c: dict[str, Value], where: str, masters: list[Master], w
     for node in nodes:
         if node.address == vip.ip:
             chk.error(val.location, f"{where}.vip", f"{vip.ip} is the address of node {node.name}")
-    for m in [] if external else masters:  # an external load balancer may live in any subnet
-        if m.address not in vip.network:
-            chk.error(m.location, f"{m.name}.address",
-                      f"{m.address} is outside the VIP's subnet {vip.network} (set vip_prefix if wider)")
+    outside = [] if external else [m for m in masters if m.address not in vip.network]  # an external LB: any
+    if outside:
+        listed = ", ".join(f"{m.name} ({m.address}, line {m.location.line})" if m.location.line else
+                           f"{m.name} ({m.address})" for m in outside)
+        chk.error(val.location, f"{where}.vip", f"{vip} must be in the masters' subnet, but "
+                  f"{'these masters are' if len(outside) > 1 else 'this master is'} outside {vip.network}: "
+                  f"{listed} (set vip_prefix if the subnet is wider)")
     return vip
 
 

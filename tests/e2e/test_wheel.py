@@ -1,7 +1,8 @@
 """kubeha installed like a user installs it: the sdist and wheel built by ``python -m build``, the wheel
 installed into a fresh virtualenv outside the source tree (and by pipx), then run from a directory outside
 it: the demo, ``check --json``, README's air-gapped end-to-end block exactly as written (image build + save
-on a private dockerd with the CI image base, bundle pack/verify with a throwaway GnuPG key, seed ISOs).
+on a private dockerd that reaches no registry (the block makes its base with `kubeha image base`), bundle
+pack/verify with a throwaway GnuPG key, seed ISOs).
 
 Needs root, network to the package index (pip), docker.io and debootstrap (scripts/install-deps.sh).
 """
@@ -24,7 +25,6 @@ import jsonschema
 import pytest
 
 from e2e.daemons import Daemon, short_workdir
-from fixtures.image_base import BASE_REF, ensure_base_tarball, import_base
 from kubeha import __version__
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -130,18 +130,18 @@ def gnupghome() -> Iterator[Path]:
 
 
 def test_readme_air_gapped_block_as_written(venv: Path, dockerd: Daemon, gnupghome: Path, tmp_path: Path) -> None:
-    client = docker.DockerClient(base_url=dockerd.address)
-    import_base(client, ensure_base_tarball())  # the CI image base: no registry is reachable here
-    client.images.get(BASE_REF).tag("debian", "trixie-slim")  # the recipe's base, as a user would pull it
+    # No registry is reachable here: the block's `kubeha image base` makes debian:trixie-slim itself.
     shutil.copy(REPO / "examples" / "cluster.yaml", tmp_path / "cluster.yaml")
     env = user_env(venv, GNUPGHOME=str(gnupghome), DOCKER_HOST=dockerd.env()["DOCKER_HOST"])
     sh(["gpg", "--armor", "--export", "--output", "ops-public.asc", "ops@example.org"], cwd=tmp_path, env=env)
     block = readme_block("Air-gapped install, end to end")
-    assert "kubeha image build" in block and "kubeha gen seed-iso" in block
+    assert "kubeha image base" in block and "kubeha image build" in block and "kubeha gen seed-iso" in block
     sh(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, timeout=3000)
     refs = json.loads(sh(["kubeha", "image", "inspect", "--json", "images.tar"], cwd=tmp_path, env=env).stdout)
     assert sorted(r for i in refs["result"]["images"] for r in i["refs"]) == ["kubeha.local/haproxy:3.0.11",
                                                                               "kubeha.local/keepalived:2.3.3"]
+    client = docker.DockerClient(base_url=dockerd.address)
+    assert client.images.get("debian:trixie-slim").attrs["Config"]["Cmd"] == ["bash"]  # the imported base
     verify = sh(["kubeha", "bundle", "verify", "--json", "bundles/demo.tar", "--keyring", "ops-public.asc"],
                 cwd=tmp_path, env=env)
     assert json.loads(verify.stdout)["ok"] is True

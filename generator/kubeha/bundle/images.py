@@ -94,16 +94,24 @@ def connect(docker_host: str | None = None, timeout: int = 600) -> Any:
         client = docker.DockerClient(base_url=where, timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise ImageError(
-            f"cannot reach a Docker daemon at {where}: {_short(exc)}\n"
-            "Start dockerd, or point DOCKER_HOST (or --docker-host) at its socket, "
-            "e.g. DOCKER_HOST=unix:///run/docker.sock"
-        ) from None
+        raise ImageError(f"cannot reach a Docker daemon at {where}: {_why(exc)}; start dockerd, or give the "
+                         "address it listens on with --docker-host or $DOCKER_HOST") from None
     return client
 
 
-def _short(exc: BaseException) -> str:
-    """The last line of an exception's text (the SDK nests connection errors deeply)."""
+def _why(exc: BaseException) -> str:
+    """The operating system's reason inside the SDK's nested connection errors, else their last line."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror[0].lower() + item.strerror[1:]
+        if isinstance(item, BaseException):
+            todo += [*item.args, item.__cause__, item.__context__]
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 

@@ -45,7 +45,7 @@ from kubeha.bundle.layout import (
 from kubeha.bundle.signing import Signer, signature_time
 from kubeha.bundle.tarsafe import copy_into, write_tar
 from kubeha.deliver.userparts import MergeSpec
-from kubeha.errors import InvalidInput, Location, Problem
+from kubeha.errors import InvalidInput, Location, OutputError, Problem
 from kubeha.files import NodeDocument
 
 
@@ -196,6 +196,7 @@ def pack_bundle(out: Path, documents: Mapping[str, Mapping[str, bytes]], inputs:
     """
     name = inputs.name or inputs.cluster
     _validate_inputs(name, documents, inputs)
+    refuse_other_cluster(out, name, inputs.cluster)
     phase = progress or (lambda _d, _t: no_progress)
     signer.check_usable(signature_time())  # fail fast, before copying gigabytes
     fingerprint, public_key = signer.fingerprint(), signer.export_public_key()
@@ -228,6 +229,18 @@ def pack_bundle(out: Path, documents: Mapping[str, Mapping[str, bytes]], inputs:
         shutil.rmtree(staging, ignore_errors=True)
     return PackResult(name, out / name, out / f"{name}.tar", len(stage.sums), total, tar_size, fingerprint,
                       inputs.serial, inputs.cluster_id)
+
+
+def refuse_other_cluster(out: Path, name: str, cluster: str) -> None:
+    """A bundle directory is one cluster's: packing another cluster under its name would replace it."""
+    try:
+        doc = json.loads((out / name / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return
+    other = doc.get("cluster") if isinstance(doc, dict) else None
+    if isinstance(other, str) and other != cluster:
+        raise OutputError(f"-o {out}: {out / name}/ is cluster {other}'s bundle; packing cluster {cluster} never "
+                          "replaces another cluster's bundle: give another --name or -o")
 
 
 def _validate_inputs(name: str, documents: Mapping[str, Mapping[str, bytes]], inputs: PackInput) -> None:

@@ -127,6 +127,17 @@ class Signer:
             raise SigningError(f"cannot export the public key of {self.keyid!r}")
         return str(text)
 
+    def probe(self) -> None:
+        """Sign a few bytes now: an unusable key or a missing passphrase stops a run before it writes anything.
+
+        Raises:
+            UnusableKeyError, SigningError: as :meth:`sign_detached`.
+        """
+        with tempfile.TemporaryDirectory(prefix="kubeha-sign-") as tmp:
+            path = Path(tmp) / "SHA256SUMS"
+            path.write_bytes(b"kubeha: can this key sign?\n")
+            self.sign_detached(path)
+
     def sign_detached(self, data: Path) -> bytes:
         """Return a detached, armored signature of the file ``data``, made at :func:`signature_time`.
 
@@ -137,18 +148,27 @@ class Signer:
         at = signature_time()
         self.check_usable(at)
         passphrase = self.passphrase if self.passphrase is not None else os.environ.get(PASSPHRASE_ENV)
-        extra = ["--faked-system-time", f"{at}!", "--digest-algo", "SHA256"]
-        if passphrase is not None:
-            extra += ["--pinentry-mode", "loopback"]
+        # loopback: the passphrase comes from here or nowhere (never a pinentry prompt on some terminal)
+        extra = ["--faked-system-time", f"{at}!", "--digest-algo", "SHA256", "--pinentry-mode", "loopback"]
         with data.open("rb") as fh:
             result = _gpg(self.gnupghome).sign_file(
                 fh, keyid=self.fingerprint(), passphrase=passphrase, detach=True, clearsign=False,
                 extra_args=extra,
             )
         if not result or not result.data:
-            why = result.status or "gpg error"
-            raise SigningError(f"signing {data.name} with {self.keyid!r} failed: {why}")
+            raise SigningError(f"signing {data.name} with {self.keyid!r} failed: "
+                               + _sign_failure(result.stderr or "", given=passphrase is not None))
         return bytes(result.data)
+
+
+def _sign_failure(stderr: str, *, given: bool) -> str:
+    """Why gpg made no signature, from its status lines and messages, in words a user can act on."""
+    if "BAD_PASSPHRASE" in stderr or "Bad passphrase" in stderr:
+        return f"${PASSPHRASE_ENV} is not the key's passphrase" if given else "bad passphrase"
+    if "NEED_PASSPHRASE" in stderr or "MISSING_PASSPHRASE" in stderr or "PINENTRY_LAUNCHED" in stderr:
+        return f"the key is protected by a passphrase: set ${PASSPHRASE_ENV} (kubeha never prompts for it)"
+    said = [ln.removeprefix("gpg: ") for ln in stderr.splitlines() if ln.startswith("gpg: ") and "using" not in ln]
+    return said[-1] if said else "gpg made no signature and said nothing"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from kubeha.bundle import Advance, Expect, VerifyReport, bundle_size, verify_bundle
-from kubeha.bundle.pack import Delivery, pack_inventory
+from kubeha.bundle.pack import Delivery, pack_inventory, refuse_other_cluster
 from kubeha.bundle.signing import Signer
 from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
 from kubeha.cli.options import Format, MergeDirOpt, MergeOpt, Target
@@ -121,7 +121,9 @@ def pack(
     with session("bundle pack", as_json=as_json, writes=True) as s:
         check_output_dir(output)
         signer = _signer(sign_key, gnupghome)
-        _check_inputs(s, inventory, images, load_recipe(recipe))
+        cluster = _check_inputs(s, inventory, images, load_recipe(recipe))
+        refuse_other_cluster(output, name or cluster, cluster)  # before the cluster id or anything is made
+        signer.probe()  # a locked or unusable key fails here, before the cluster id or any output exists
         with _progress(not as_json) as phase:
             result = pack_inventory(inventory, images, signer, output, source=bundle_source, runtime=runtime.value,
                                     images_json=images_json, name=name, serial=serial, progress=phase,
@@ -135,13 +137,14 @@ def pack(
               f"signed files, {result.size} bytes, signed by {result.fingerprint}")
 
 
-def _check_inputs(s: Session, inventory: Path, images: Path, recipe: Recipe) -> None:
-    """Validate the inventory (printing its warnings) and the archive against the recipe before packing."""
+def _check_inputs(s: Session, inventory: Path, images: Path, recipe: Recipe) -> str:
+    """Validate the inventory (printing its warnings) and the archive against the recipe; the cluster's name."""
     from kubeha.generate import load_cluster  # noqa: PLC0415
 
     loaded = load_cluster(inventory)
     s.warn(loaded.warnings)
     check_archive(images, recipe, loaded.cluster)
+    return loaded.cluster.name
 
 
 def _print_report(s: Session, report: VerifyReport) -> None:
@@ -153,8 +156,11 @@ def _print_report(s: Session, report: VerifyReport) -> None:
     lines = [line for error in report.errors for line in error.splitlines()]
     for line in lines:
         typer.echo(f"kubeha: error: {line}", err=True)
-    kind = "signature" if report.exit_code == 4 else "checksum"
-    typer.echo(f"kubeha: FAILED {report.bundle}: {kind} verification failed", err=True)
+    if report.exit_code == 4 and report.signer:  # the signature is good: the bundle is not for this use
+        verdict = f"good signature by {report.signer}, but not accepted"
+    else:
+        verdict = ("signature" if report.exit_code == 4 else "checksum") + " verification failed"
+    typer.echo(f"kubeha: FAILED {report.bundle}: {verdict}", err=True)
     s.fail(report.exit_code, lines)
 
 

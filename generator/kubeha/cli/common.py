@@ -3,7 +3,8 @@
 Each command runs its body inside :func:`session`, which
 
 - prints problems as ``FILE:LINE: error: PATH: MESSAGE`` and other errors as ``kubeha: error: MESSAGE`` on
-  stderr (``; nothing written`` only for commands that write), and warnings as ``...: warning: ...``;
+  stderr (``; nothing written`` only for commands that write), and warnings as ``...: warning: ...``; a
+  list of problems ends with ``kubeha: N error(s), M warning(s)``, warnings alone included;
 - maps :class:`~kubeha.errors.KubehaError` to its exit code (0 ok, 1 invalid input or failure, 2 usage,
   3 checksum, 4 signature), Ctrl-C to 130 and a closed stdout (``| head``) to a quiet 0;
 - with ``--json`` prints exactly one object on stdout, on success and on failure alike::
@@ -125,6 +126,8 @@ def session(command: str, *, as_json: bool = False, writes: bool = False) -> Ite
         except KeyboardInterrupt:
             err("kubeha: interrupted" + ("; nothing written" if writes else ""))
             s.fail(ExitCode.INTERRUPTED, ["interrupted"])
+        if s.warnings and not s.exit_code:  # the count ends the problem list, with or without errors
+            err(f"kubeha: 0 error(s), {len(s.warnings)} warning(s)")
         if as_json:
             print(json.dumps(s.envelope(), indent=2, sort_keys=True))
         sys.stdout.flush()

@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from kubeha.cli.common import check_output_dir, complete_inventory, session
-from kubeha.cli.seediso import _private_parent, _verified_copy
+from kubeha.cli.common import Session, check_output_dir, complete_inventory, session
+from kubeha.cli.seediso import _private_parent, _verified_copy, install_source
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.model import Master, Worker
 
@@ -45,9 +45,21 @@ def bundle_tree_documents(verified: Path, nodes: list[str]) -> dict[str, dict[st
     return docs
 
 
+def pxe_reach(bundle: Path, source: str) -> Problem | None:
+    """What is wrong with a bundle source for PXE-booted nodes: they have no seed ISO, so no cidata disk."""
+    if source != "cidata":
+        return None  # a URL; or a labelled disk or a path, which the nodes can be given
+    return Problem(Location(str(bundle)), "install.source", "the bundle was packed with --bundle-source cidata: "
+                   "PXE-booted nodes have no cidata disk and would never find it; pack it with --bundle-source "
+                   "http(s)://HOST/PATH (or label:LABEL, or a path the nodes have), or pass --force")
+
+
 def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path, key_by: str,
-                      force: bool = False) -> dict[str, str]:
-    """Verify ``bundle`` and write its node documents as an HTTP tree at ``output``; node -> directory."""
+                      force: bool = False, s: Session | None = None) -> dict[str, str]:
+    """Verify ``bundle`` and write its node documents as an HTTP tree at ``output``; node -> directory.
+
+    A bundle whose source PXE nodes cannot reach is refused, or with ``force`` written with a warning.
+    """
     from kubeha.deliver.httptree import write_http_tree  # noqa: PLC0415
     from kubeha.generate import load_cluster  # noqa: PLC0415
 
@@ -55,6 +67,11 @@ def write_bundle_tree(inventory: Path, bundle: Path, keyring: Path, output: Path
     nodes: list[Master | Worker] = [*cluster.masters, *cluster.workers]
     with tempfile.TemporaryDirectory(prefix=".kubeha-tree-", dir=_private_parent(output)) as tmp:
         verified = _verified_copy(inventory, bundle, keyring, Path(tmp))
+        problem = pxe_reach(bundle, install_source(verified))
+        if problem is not None and not force:
+            raise InvalidInput([problem])
+        if problem is not None and s is not None:
+            s.warn([problem])
         docs = bundle_tree_documents(verified, [n.name for n in nodes])
         return write_http_tree(output, docs, key_by=key_by, macs={n.name: n.mac for n in nodes if n.mac},
                                force=force)
@@ -71,12 +88,13 @@ def http_tree(
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")
                        ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding files kubeha did not "
-                                        "write (they are left alone).")] = False,
+                                        "write (they are left alone), and write the tree even for a bundle whose "
+                                        "source PXE nodes cannot reach (cidata), with a warning.")] = False,
 ) -> None:
     """Write a verified bundle's node documents (cloud-init and config.ign) as a tree for an HTTP server."""
     with session("gen http-tree", as_json=as_json, writes=True) as s:
         check_output_dir(output)
-        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by.value, force)
+        dirs = write_bundle_tree(inventory, bundle, keyring, output, key_by.value, force, s)
         s.result = {"output": str(output), "nodes": {node: str(output / key) for node, key in dirs.items()}}
         for node, key in dirs.items():
             s.out(f"{node}: {output / key}/")

@@ -73,6 +73,37 @@ def build(
         s.result = {"recipe": str(plan.path), "base": base or plan.base, "images": built}
 
 
+@app.command("base")
+def base_image(
+    tag: Annotated[str | None, typer.Option("--tag", help="Import it as this ref (default: the recipe's base, "
+                                            "which image build uses).")] = None,
+    docker_host: DockerHost = None,
+    recipe: RecipeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the recipe's base image from Debian packages and import it: no registry needed.
+
+    debootstrap (as root) fetches the recipe's Debian suite from the host's apt mirror; the tree is slimmed
+    like Debian's -slim images, cached as a tarball ($KUBEHA_CACHE, else /var/cache/kubeha for root) and
+    `docker import`ed under the recipe's base ref (debian:SUITE-slim), so `kubeha image build` finds it.
+    """
+    from kubeha.bundle import imagebase  # noqa: PLC0415
+
+    with session("image base", as_json=as_json) as s:
+        plan = load_recipe(recipe)
+        suite = imagebase.suite_of(plan.base)
+        imagebase.require_tools()
+        client = images.connect(docker_host)  # before a minute of debootstrap
+        target = imagebase.tarball_path(suite)
+        if not target.is_file():
+            s.note(f"making the Debian {suite} base with debootstrap (about a minute, once; cached in {target})")
+        tarball = imagebase.ensure_base_tarball(suite)
+        ref = tag or plan.base
+        image_id = imagebase.import_base(client, tarball, ref)
+        s.result = {"ref": ref, "image_id": image_id, "suite": suite, "tarball": str(tarball)}
+        s.out(f"{ref} {image_id} (Debian {suite}, from {tarball})")
+
+
 def _echo(text: str) -> None:
     """Stream build output to stderr as it arrives (stdout is for the summary)."""
     sys.stderr.write(text)

@@ -25,6 +25,7 @@ from kubeha.cli.common import (
     quiet_stdout,
     session,
 )
+from kubeha.cli.helptext import plain_help
 from kubeha.cli.options import Format, MergeDirOpt, MergeOpt, Target
 from kubeha.errors import ExitCode
 
@@ -46,6 +47,12 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
 class LazyGroup(TyperGroup):
     """A Typer group whose listed sub-commands are imported on first use (see LAZY_COMMANDS)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Typer builds the group with its eager commands: give their help plain metavars."""
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            plain_help(command)
+
     def _lazy(self) -> dict[str, tuple[str, str, str]]:
         return LAZY_COMMANDS.get(self.name or "", {})
 
@@ -61,7 +68,7 @@ class LazyGroup(TyperGroup):
             if not isinstance(obj, typer.Typer):
                 obj = _single(obj, cmd_name)
             obj.rich_markup_mode = None  # the same plain help everywhere
-            command = typer.main.get_command(obj)
+            command = plain_help(typer.main.get_command(obj))
             command.name = cmd_name
             self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
@@ -171,7 +178,7 @@ def _print_plan(result: dict[str, Any]) -> None:
     print(f"cluster {result['cluster']}: endpoint {result['endpoint']}, VIP {result['vip']}, "
           f"virtual_router_id {result['virtual_router_id']}")
     print(f"profile {result['profile']}: VRRPv{vrrp['version']} {vrrp['mode']}, advert {vrrp['advert_s']:g} s, "
-          f"check weight {result['weight']}")
+          f"check weight {result['weight']}" + (" (a failed check faults the node)" if not result["weight"] else ""))
     for m in result["masters"]:
         print(f"  {m['name']:<20} {m['address']:<16} {m['state']:<7} priority {m['priority']:>3}  {m['interface']}")
     print(f"  + {len(result['workers'])} worker(s) reaching the control plane at {result['endpoint']}")
@@ -223,9 +230,10 @@ def _inventory_word() -> str | None:
     return next((w for w in words[1:] if not w.startswith("-") and Path(w).is_file()), None)
 
 
-OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output directory: one folder per node "
-                                         "(default bundles/out/userdata); '-' with --node prints that "
-                                         "node's document on stdout.")]
+OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output directory: one folder per node, "
+                                                "one cluster per directory (default bundles/out/userdata/CLUSTER); "
+                                                "'-' with --node prints that node's document on stdout.",
+                                                show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a directory that holds files kubeha did "
                                         "not write (they are left alone).")]
 NodeOpt = Annotated[str | None, typer.Option("--node", help="Only this node.", autocompletion=complete_nodes)]
@@ -234,7 +242,7 @@ NodeOpt = Annotated[str | None, typer.Option("--node", help="Only this node.", a
 @gen_app.command("userdata")
 def gen_userdata(
     inventory: InventoryArg,
-    output: OutputOpt = Path("bundles/out/userdata"),
+    output: OutputOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Document format.")] = Format.cloud_init,
     target: Annotated[Target, typer.Option(
         "--target", help="Where the user-data goes, for its size budget and encodings.")] = Target.nocloud,
@@ -254,20 +262,21 @@ def gen_userdata(
 ) -> None:
     """Write each node's provisioning documents: OUTPUT/<node>/user-data + meta-data (or config.ign).
 
-    OUTPUT records what kubeha wrote (.kubeha-manifest.json): a re-run replaces each node's folder
-    atomically and removes the folders of nodes that left the inventory.
+    OUTPUT records what kubeha wrote and for which cluster (.kubeha-manifest.json): a re-run replaces each
+    node's folder atomically and removes the folders of nodes that left the inventory; another cluster's
+    directory is refused.
     """
     to_stdout = str(output) == STDOUT
     with session("gen userdata", as_json=as_json, writes=not to_stdout) as s:
         if to_stdout and (node is None or as_json or layout is Layout.http):
             raise UsageError("-o -: prints one node's document; give --node NAME (and no --json or --layout http)")
-        if not to_stdout:
+        if output is not None and not to_stdout:
             check_output_dir(output)
         _gen(s, inventory, output, fmt, target, layout, key_by, node, force, strict, (masters_group, workers_group),
              (tuple(merge or ()), merge_dir))
 
 
-def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target, layout: Layout, key_by: KeyBy,
+def _gen(s: Session, inventory: Path, output: Path | None, fmt: Format, target: Target, layout: Layout, key_by: KeyBy,
          node: str | None, force: bool, strict: bool, groups: tuple[str | None, str | None],
          merge: tuple[tuple[Path, ...], Path | None]) -> None:
     """The body of ``gen userdata``: build, fit to the target, write (or print one node's document)."""
@@ -279,6 +288,7 @@ def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target,
         select_node,
         write_tree,
     )
+    from kubeha.outdir import default_output  # noqa: PLC0415
 
     loaded, docs = build_documents(inventory, strict=strict, masters_group=groups[0], workers_group=groups[1])
     hints = delivery_hints(loaded.cluster, target.value)
@@ -286,6 +296,9 @@ def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target,
     outputs = node_outputs(docs, fmt=fmt.value, target=target.value, merge=MergeSpec(*merge))
     s.warn(loaded.warnings)
     files = {name: o.files for name, o in outputs.items()}
+    if output is None:  # each cluster its own place
+        output = default_output(loaded.cluster.name)
+        check_output_dir(output)
     if str(output) == STDOUT:
         name = "config.ign" if fmt is Format.ignition else "user-data"
         sys.stdout.buffer.write(files[docs[0].name][name])
@@ -297,7 +310,7 @@ def _gen(s: Session, inventory: Path, output: Path, fmt: Format, target: Target,
         dirs = write_http_tree(output, files, key_by=key_by.value, macs={d.name: d.mac for d in docs if d.mac},
                                force=force, only=node is not None)
     else:
-        removed = write_tree(output, files, force=force, prune=node is None).removed
+        removed = write_tree(output, files, force=force, prune=node is None, cluster=loaded.cluster.name).removed
         dirs = {d.name: d.name for d in docs}
     for gone in removed:
         s.note(f"removed {output / gone}/ (no longer in the inventory)")

@@ -97,8 +97,9 @@ def write_seed_isos(
     """Generate every node's documents from ``inventory`` and write ``<output>/<node>.iso`` for each.
 
     With a bundle (tar or directory) and its trusted ``keyring``, the bundle is verified into a private copy
-    first; masters' ISOs carry their subset of that copy under ``/kubeha-bundle/`` and the documents from its
-    ``nodes/<node>/``; workers' ISOs carry their documents only. ``done(node)`` is called after each ISO.
+    first; every ISO carries the documents from its ``nodes/<node>/``, and, when the bundle's source is the
+    seed ISO itself (``cidata``), masters' ISOs carry their subset of that copy under ``/kubeha-bundle/``
+    (workers' never do). ``done(node)`` is called after each ISO.
     ``merge`` merges the user's user-data into each node's (into the bundle's copy when there is one).
 
     Returns:
@@ -116,6 +117,7 @@ def write_seed_isos(
     masters = {m.name for m in loaded.cluster.masters}
     with tempfile.TemporaryDirectory(prefix=".kubeha-seed-", dir=_private_parent(output)) as tmp:
         verified = _verified_copy(inventory, bundle, keyring, Path(tmp)) if bundle and keyring else None
+        on_iso = verified is not None and _on_seed_iso(verified, session)
         if verified is not None:
             for node, docs in bundle_documents(verified, sorted(documents)).items():
                 documents[node] = {**documents[node], **docs}
@@ -127,11 +129,23 @@ def write_seed_isos(
             path = output / f"{node}.iso"
             write_seed_iso(path, user_data=docs["user-data"], meta_data=docs["meta-data"],
                            network_config=docs.get("network-config"),
-                           bundle_dir=verified if node in masters else None, include=_only_for(node))
+                           bundle_dir=verified if on_iso and node in masters else None, include=_only_for(node))
             written.append(_record(node, path))
             if done is not None:
                 done(node)
     return written
+
+
+def _on_seed_iso(verified: Path, session: Session | None) -> bool:
+    """True when the bundle's nodes look for it on the seed ISO (source cidata); else say where they look."""
+    source = install_source(verified)
+    if source == "cidata":
+        return True
+    where = (f"a disk labelled {source.removeprefix('label:')}" if source.startswith("label:") else source)
+    if session is not None:
+        session.note(f"the bundle's source is {source}: the nodes fetch it from {where}, so no seed ISO carries it "
+                     "(only the documents made for it)")
+    return False
 
 
 def _record(node: str, path: Path) -> dict[str, object]:
@@ -176,13 +190,19 @@ def write_bundle_isos(inventory: Path, output: Path, bundle: Path, keyring: Path
     return written
 
 
+def install_source(verified: Path) -> str:
+    """Where the bundle's nodes look for it (``install.source`` of its verified bundle.json)."""
+    try:
+        return str(json.loads((verified / "bundle.json").read_text())["install"]["source"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput([Problem(Location(str(verified.name + "/bundle.json")), "bundle",
+                                    f"unreadable: {exc}")]) from None
+
+
 def _bundle_label(verified: Path) -> str:
     """The label the bundle's nodes look for (``install.source`` must be ``label:LABEL``)."""
     where = Location(str(verified.name + "/bundle.json"))
-    try:
-        source = str(json.loads((verified / "bundle.json").read_text())["install"]["source"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput([Problem(where, "bundle", f"unreadable: {exc}")]) from None
+    source = install_source(verified)
     if not source.startswith("label:"):
         raise InvalidInput([Problem(where, "install.source",
                                     f"{source!r}: pack the bundle with --bundle-source label:LABEL for a bundle disk")])

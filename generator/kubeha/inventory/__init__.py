@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubeha.errors import Location, Problem
 from kubeha.inventory.raw import CLUSTER_KEYS, HOST_KEYS, RawHost, RawInventory, Value, decode
+
+if TYPE_CHECKING:
+    from kubeha.inventory.tree import Tree
 
 __all__ = ["CLUSTER_KEYS", "HOST_KEYS", "STDIN", "RawHost", "RawInventory", "Value", "load"]
 
@@ -50,8 +54,6 @@ def load(path: Path, *, masters_group: str | None = None, workers_group: str | N
     from kubeha.inventory.tree import Tree  # noqa: PLC0415
 
     tree = Tree(inv.path, fmt)
-    if fmt != "json":
-        _vars_dirs(path, tree.problems)
     if fmt == "json":
         from kubeha.inventory.ansible_json import read_json  # noqa: PLC0415
 
@@ -60,6 +62,7 @@ def load(path: Path, *, masters_group: str | None = None, workers_group: str | N
         from kubeha.inventory.ini import read_ini  # noqa: PLC0415
 
         read_ini(text, tree)
+        _vars_dirs(path, tree)
     return to_raw(tree, masters_group, workers_group)
 
 
@@ -83,15 +86,14 @@ def _load_yaml(text: str, inv: RawInventory, masters_group: str | None, workers_
 
     tree = Tree(inv.path, "ansible-yaml")
     tree.problems.extend(inv.problems)
-    _vars_dirs(Path(inv.path), tree.problems)
     read_ansible_yaml(root, tree)
+    _vars_dirs(Path(inv.path), tree)
     return to_raw(tree, masters_group, workers_group)
 
 
-def _vars_dirs(path: Path, problems: list[Problem]) -> None:
-    """Ansible also reads group_vars/ and host_vars/ beside the inventory; kubeha refuses rather than differ."""
-    for name in ("group_vars", "host_vars"):
-        if (path.parent / name).is_dir():
-            problems.append(Problem(Location(str(path)), name, f"{path.parent / name}/ is read by Ansible and not by "
-                                    "kubeha: run `ansible-inventory -i INVENTORY --list > inv.json` and give kubeha "
-                                    "inv.json (or -), which includes those variables"))
+def _vars_dirs(path: Path, tree: Tree) -> None:
+    """group_vars/ and host_vars/ beside the inventory, as Ansible reads them (varsdirs.py)."""
+    from kubeha.inventory.select import KNOWN_KEYS  # noqa: PLC0415
+    from kubeha.inventory.varsdirs import read_vars_dirs  # noqa: PLC0415
+
+    read_vars_dirs(path, tree, KNOWN_KEYS)

@@ -100,7 +100,7 @@ def _hosts(group: str, node: yaml.MappingNode, tree: Tree) -> None:
             for key, hv in hvars:
                 ok, value = construct(hv, tree, f"{name}.{key}")
                 if ok:
-                    hobj.vars[key] = Value(value, node_loc(tree, hv), f"{name}.{key}")
+                    tree.set_host_var(hobj, key, Value(value, node_loc(tree, hv), f"{name}.{key}"))
 
 
 _SECTION_READERS = {"vars": _vars, "children": _children, "hosts": _hosts}

@@ -141,7 +141,7 @@ def _hosts(line: str, loc: Location, st: _State, tree: Tree) -> None:
     for name in names:
         host = tree.add_host(name, st.group, loc)
         for key, value in host_vars:
-            host.vars[key] = Value(value, loc, f"{name}.{key}")
+            tree.set_host_var(host, key, Value(value, loc, f"{name}.{key}"))
 
 
 def _expand(pattern: str, loc: Location, tree: Tree) -> list[str]:

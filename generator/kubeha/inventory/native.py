@@ -25,6 +25,7 @@ def read_native(root: yaml.MappingNode, inv: RawInventory) -> None:
         if key not in NATIVE_KEYS:
             inv.problems.append(Problem(loc(inv, vnode), key, "unknown top-level key", "warning"))
     if "cluster" in sections:
+        inv.settings_at = next(loc(inv, k) for k, _ in root.value if getattr(k, "value", None) == "cluster")
         _yaml_cluster(sections["cluster"], inv)
     if "masters" not in sections:
         inv.problems.append(Problem(loc(inv, root), "masters", "missing: list the control-plane nodes"))

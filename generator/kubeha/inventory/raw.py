@@ -100,6 +100,9 @@ class RawInventory:
     unreadable: bool = False  # nothing could be parsed: report only why, not every missing value
     masters_reported: bool = False  # the reader already said why there are no masters
     cluster_where: str = "cluster"  # how messages name the cluster-wide settings
+    # Where the cluster-wide settings are written ([all:vars], all:, cluster:): a missing one is reported
+    # there, or on the file alone when there is no such place.
+    settings_at: Location | None = None
 
 
 def decode(data: bytes, inv: RawInventory) -> str | None:

@@ -17,8 +17,10 @@ from kubeha.errors import Location, Problem
 from kubeha.inventory.raw import CLUSTER_KEYS, HOST_KEYS, RawHost, RawInventory, Value, suggest
 from kubeha.inventory.tree import Tree
 
-FAMILIES = {"k8s-master": "k8s-node", "kube_control_plane": "kube_node"}  # the seed's and kubespray's names
-STRUCTURE_GROUPS = frozenset({"all", "ungrouped", "k8s-all", "etcd", "calico_rr", "k8s_cluster"})
+# The seed's, kubespray's and kubespray's old (dashed) names: masters group -> workers group.
+FAMILIES = {"k8s-master": "k8s-node", "kube_control_plane": "kube_node", "kube-master": "kube-node"}
+OLD_NAMES = {"kube-master": "kube_control_plane", "kube-node": "kube_node", "k8s-cluster": "k8s_cluster"}
+STRUCTURE_GROUPS = frozenset({"all", "ungrouped", "k8s-all", "etcd", "calico_rr", "k8s_cluster", "k8s-cluster"})
 # Ansible-side host keys: the seed's ip_interface is the per-host interface too.
 ANSIBLE_HOST_KEYS = {**HOST_KEYS, "ip_interface": "interface"}
 # Cluster-wide keys in an Ansible inventory. ``name`` and ``interface`` are per host there (a group's value
@@ -29,13 +31,16 @@ PREFERRED = ["address", "ip", "interface", "ip_interface", "state", "lb", *HOST_
 PREFERRED = list(dict.fromkeys(PREFERRED))
 GROUP_KEYS = ("masters_group", "workers_group")
 # Other tools' variables kubeha knows it does not need: no "unknown variable" warning for them.
-FOREIGN_KEYS = frozenset({"access_ip", "etcd_member_name", "inventory_file", "inventory_dir"})
+FOREIGN_KEYS = frozenset({"access_ip", "etcd_member_name", "inventory_file", "inventory_dir", "kube_version"})
+# Every variable kubeha reads from an Ansible inventory.
+KNOWN_KEYS = frozenset({*ANSIBLE_HOST_KEYS, *ANSIBLE_CLUSTER_KEYS, *GROUP_KEYS, "ansible_host"})
 
 
 def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | None = None) -> RawInventory:
     """Select masters and workers from ``tree`` and read their kubeha keys (all problems collected)."""
+    all_at = tree.groups["all"].location
     inv = RawInventory(tree.path, tree.format, problems=list(tree.problems), unreadable=tree.unreadable,
-                       cluster_where="[all:vars]")
+                       cluster_where="[all:vars]", settings_at=all_at if all_at.line else None)
     if tree.unreadable:
         return inv
     _unknown_keys(tree, inv)
@@ -62,7 +67,7 @@ def to_raw(tree: Tree, masters_group: str | None = None, workers_group: str | No
 
 def _setting(tree: Tree, key: str) -> Value | None:
     """``masters_group``/``workers_group`` from ``all``'s vars, or agreed by every host (merged JSON)."""
-    val = tree.groups["all"].vars.get(key)
+    val = tree.groups["all"].file_vars.get(key) or tree.groups["all"].vars.get(key)
     if val is not None or not tree.hosts or tree.format != "json":
         return val
     found = [tree.host_vars(h).get(key) for h in tree.hosts]
@@ -86,7 +91,7 @@ def _group_names(tree: Tree, inv: RawInventory, masters: str | None,
         names.append((val.value, val.location, val.where or key) if val else (None, top, key))
     (mg, mloc, mpath), (wg, wloc, wpath) = names
     if mg is None:
-        found = [g for g in FAMILIES if g in tree.groups]
+        found = [g for g in FAMILIES if g in tree.groups and OLD_NAMES.get(g) not in tree.groups]
         if len(found) > 1:
             inv.problems.append(Problem(top, "masters_group", f"both {found[0]!r} and {found[1]!r} are groups here: "
                                         "set masters_group (in [all:vars] or --masters-group) to choose"))
@@ -94,15 +99,19 @@ def _group_names(tree: Tree, inv: RawInventory, masters: str | None,
         if not found:
             inv.problems.append(Problem(top, "inventory", "no masters group: kubeha reads [k8s-master] (the seed's) "
                                         "or [kube_control_plane] (kubespray's), or set masters_group"
-                                        + suggest_group(tree.groups, FAMILIES)))
+                                        + misspelt_group(tree.groups, FAMILIES)))
             return None, None
         mg = found[0]
+        _old_name(tree, inv, mg)
     elif mg not in tree.groups:
         inv.problems.append(Problem(mloc, mpath, f"no group named {mg!r}" + suggest_group(tree.groups, [mg])))
         return None, None
     if wg is None:
         wg = FAMILIES.get(mg) or next((w for w in FAMILIES.values() if w in tree.groups), None)
-        return mg, wg if wg in tree.groups else None
+        if wg not in tree.groups:
+            return mg, None
+        _old_name(tree, inv, wg)
+        return mg, wg
     if wg not in tree.groups:
         inv.problems.append(Problem(wloc, wpath, f"no group named {wg!r}" + suggest_group(tree.groups, [wg])))
         return mg, None
@@ -118,27 +127,51 @@ def suggest_group(groups: Iterable[str], wanted: Iterable[str]) -> str:
     return ""
 
 
+def misspelt_group(groups: Iterable[str], wanted: Iterable[str]) -> str:
+    """"; is [g] a misspelt 'k8s-master'? ..." when an existing group is close to a name kubeha reads."""
+    import difflib  # noqa: PLC0415 - only on the error path
+
+    existing = [g for g in groups if g not in ("all", "ungrouped")]
+    for name in wanted:
+        close = difflib.get_close_matches(name, existing, n=1, cutoff=0.75)
+        if close:
+            return f"; is [{close[0]}] a misspelt {name!r}? Rename it, or pass --masters-group {close[0]}"
+    return ""
+
+
+def _old_name(tree: Tree, inv: RawInventory, group: str) -> None:
+    """Read kubespray's old dashed group names as the new ones, with a warning naming the new one."""
+    if group in OLD_NAMES:
+        inv.problems.append(Problem(tree.groups[group].location, f"[{group}]", f"kubespray's old name for "
+                                    f"{OLD_NAMES[group]}: read as that; rename it to {OLD_NAMES[group]}, kubespray's "
+                                    "current name", "warning"))
+
+
 def _unknown_groups(tree: Tree, inv: RawInventory, mg: str | None, wg: str | None, cluster: set[str]) -> None:
     """Warn about groups that hold no cluster host and are not known structure: often a typo'd group name."""
+    if mg is None:  # the error about the masters group says what kubeha reads
+        return
     known = {*FAMILIES, *FAMILIES.values(), *STRUCTURE_GROUPS, mg, wg}
+    reads = f"masters: {mg}, workers: {wg}" if wg else f"masters: {mg}, no workers group"
     for name, grp in tree.groups.items():
         if name not in known and not cluster.intersection(tree.members(name)):
-            inv.problems.append(Problem(grp.location, f"[{name}]", f"not a group kubeha reads (masters: {mg}, "
-                                        f"workers: {wg})" + suggest(name, {*FAMILIES, *FAMILIES.values()}),
-                                        "warning"))
+            inv.problems.append(Problem(grp.location, f"[{name}]", f"not a group kubeha reads ({reads})"
+                                        + suggest(name, {*FAMILIES, *FAMILIES.values()}), "warning"))
 
 
 def _unknown_keys(tree: Tree, inv: RawInventory) -> None:
     known = {*ANSIBLE_HOST_KEYS, *ANSIBLE_CLUSTER_KEYS, *GROUP_KEYS, *FOREIGN_KEYS}
     seen: set[tuple[Location, str]] = set()
-    scopes = [*(g.vars for g in tree.groups.values()), *(h.vars for h in tree.hosts.values())]
-    for scope in scopes:
+    scopes = [*((g.vars, False) for g in tree.groups.values()), *((h.vars, False) for h in tree.hosts.values()),
+              *((g.file_vars, True) for g in tree.groups.values()), *((h.file_vars, True) for h in tree.hosts.values())]
+    for scope, from_files in scopes:
         for key, val in scope.items():
             if key in known or key.startswith("ansible_") or (val.location, key) in seen:
                 continue
             seen.add((val.location, key))
             hint = suggest(key, known)
-            if hint or tree.format != "json":  # a dynamic inventory's own variables are not the user's typos
+            # a dynamic inventory's or kubespray's group_vars' own variables are not the user's typos
+            if hint or (tree.format != "json" and not from_files):
                 inv.problems.append(Problem(val.location, val.where or key, "unknown variable" + hint, "warning"))
 
 
@@ -182,7 +215,7 @@ def _raw_host(tree: Tree, inv: RawInventory, name: str, group: str, index: int,
 
 def _cluster(inv: RawInventory, tree: Tree, merged_vars: dict[str, dict[str, Value]]) -> dict[str, Value]:
     """Cluster keys from the hosts' merged variables (they must agree), or from ``all`` with no hosts."""
-    scopes = list(merged_vars.items()) or [("all", tree.groups["all"].vars)]
+    scopes = list(merged_vars.items()) or [("all", {**tree.groups["all"].vars, **tree.groups["all"].file_vars})]
     out: dict[str, Value] = {}
     source: dict[str, str] = {}
     for host, merged in scopes:

@@ -5,7 +5,8 @@ ansible-core's inventory fills its groups and hosts; :meth:`Tree.finish` then re
 (parentless groups become children of ``all``, hosts in no group land in ``ungrouped``), and
 :meth:`Tree.host_vars` merges a host's variables in Ansible's order: the ``all`` group, then every group the
 host belongs to (directly or through ``:children``) sorted by depth, ``ansible_group_priority`` and name,
-then the host's own variables, each later one replacing the earlier.
+then the host's own variables, each later one replacing the earlier; group_vars/ and host_vars/ files
+(varsdirs.py) come after the inventory's own group vars and after the host's own, as in ansible-core.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from kubeha.errors import Location, Problem
 from kubeha.inventory.raw import Value
 
 PRIORITY_KEY = "ansible_group_priority"
+# Host variables that say which node a host is and what it does. Ansible merges every line (and YAML entry)
+# of one host, the later value winning; two lines of one host that disagree on one of these are two nodes
+# somebody meant to write (a copy-paste slip), and the merge would silently drop one: kubeha refuses them.
+IDENTITY_KEYS = {"name": "name", "ip": "address", "address": "address", "ansible_host": "ansible_host",
+                 "role": "role", "lb": "state", "state": "state", "priority": "priority"}
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Group:
     parents: list[str] = field(default_factory=list)
     vars: dict[str, Value] = field(default_factory=dict)
     priority: int = 1
+    file_vars: dict[str, Value] = field(default_factory=dict)  # from group_vars/ (varsdirs.py)
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Host:
     vars: dict[str, Value] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)  # direct memberships
     path: str = ""  # how messages name it (the host name unless the reader says otherwise)
+    file_vars: dict[str, Value] = field(default_factory=dict)  # from host_vars/ (varsdirs.py)
 
 
 @dataclass
@@ -69,6 +77,8 @@ class Tree:
         grp = self.groups.get(name)
         if grp is None:
             grp = self.groups[name] = Group(name, loc)
+        elif not grp.location.line:  # an implicit group (all, ungrouped): where the file first names it
+            grp.location = loc
         return grp
 
     def add_host(self, name: str, group: str, loc: Location) -> Host:
@@ -81,6 +91,23 @@ class Tree:
             grp.hosts.append(name)
             host.groups.append(group)
         return host
+
+    def set_host_var(self, host: Host, key: str, val: Value) -> None:
+        """A variable from one of ``host``'s lines (or YAML entries).
+
+        A line that changes the name, address, role or priority another line set is an error naming both
+        lines (Ansible would silently keep the later one).
+        """
+        canon = IDENTITY_KEYS.get(key)
+        if canon is not None:
+            for okey, old in host.vars.items():
+                if IDENTITY_KEYS.get(okey) == canon and old.location != val.location and old.value != val.value:
+                    self.error(val.location, val.where or key, f"{host.name} is also on line {old.location.line} "
+                               f"with {okey}={old.value!r}: Ansible merges both into one host, and this "
+                               f"{key}={val.value!r} would silently win; if these are two nodes, give each its "
+                               "own host name or address")
+                    break
+        host.vars[key] = val
 
     def add_child(self, parent: str, child: str, loc: Location) -> None:
         """Make ``child`` a child of ``parent``; a loop is refused, as Ansible refuses it."""
@@ -169,9 +196,17 @@ class Tree:
         return self._order[direct]
 
     def host_vars(self, host: str) -> dict[str, Value]:
-        """The host's variables after Ansible's precedence: all, groups by (depth, priority, name), host."""
+        """The host's variables after Ansible's precedence (ansible-core's default VARIABLE_PRECEDENCE).
+
+        The inventory's own group vars (all, then groups by depth, priority, name), then group_vars/ files in
+        the same order, then the host's own vars, then its host_vars/ files.
+        """
         merged: dict[str, Value] = {}
-        for grp in self.host_groups(host):
+        groups = self.host_groups(host)
+        for grp in groups:
             merged.update(self.groups[grp].vars)
+        for grp in groups:
+            merged.update(self.groups[grp].file_vars)
         merged.update(self.hosts[host].vars)
+        merged.update(self.hosts[host].file_vars)
         return merged
