@@ -212,17 +212,22 @@ class ClusterLab:
         self.docker("start", node.container)
         pid = json.loads(self.docker("inspect", node.container).stdout)[0]["State"]["Pid"]
         node.ns, node.veth = f"{self.token}-{name}", f"v{name}"
-        if node.ns in self.namespaces:
-            run_cmd(["ip", "netns", "del", node.ns])
-            self.namespaces.remove(node.ns)
         run_cmd(["ip", "netns", "attach", node.ns, str(pid)])
         self.namespaces.append(node.ns)
         self._plug(node.ns, node.veth, node.address)
 
-    def power_off(self, name: str) -> None:
-        """Pull the plug: every process of the node dies at once (SIGKILL to the container)."""
-        self.docker("kill", "--signal", "KILL", self.nodes[name].container)
-        self.docker("wait", self.nodes[name].container, timeout=60)
+    def power_off(self, name: str, release: Callable[[str], None] | None = None) -> None:
+        """Pull the plug: every process of the node dies at once (SIGKILL to the container), and its network
+        namespace goes with them: the lab's own handle on it (``ip netns attach``) is dropped, after
+        ``release(name)`` has let go of anything else the lab runs in it (a VIP monitor), so no address of
+        the dead machine (the VIP) stays on the bridge."""
+        node = self.nodes[name]
+        self.docker("kill", "--signal", "KILL", node.container)
+        if release is not None:
+            release(name)
+        run_cmd(["ip", "netns", "del", node.ns])
+        self.namespaces.remove(node.ns)
+        self.docker("wait", node.container, timeout=60)
 
     def power_on(self, name: str) -> None:
         self.start(name)

@@ -44,13 +44,21 @@ class Run:
         return asdict(self)
 
 
-def _fault(lab: ClusterLab, name: str) -> Callable[[str], None]:
+def _release(monitor: VipMonitor, node: str) -> None:
+    """Stop watching a node whose machine is going away (the monitor process holds its namespace)."""
+    proc = monitor.procs.pop(node, None)
+    if proc is not None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _fault(lab: ClusterLab, monitor: VipMonitor, name: str) -> Callable[[str], None]:
     faults: dict[str, Callable[[str], None]] = {
         "kill-haproxy": lambda node: lab.kill_pod_process(node, "haproxy"),
         "hang-haproxy": lambda node: lab.kill_pod_process(node, "haproxy", signal.SIGSTOP),
         "kill-apiserver": lambda node: lab.kill_pod_process(node, "kube-apiserver"),
         "pull-cable": lambda node: lab.set_link(node, up=False),
-        "power-off": lab.power_off,
+        "power-off": lambda node: lab.power_off(node, lambda n: _release(monitor, n)),
     }
     return faults[name]
 
@@ -130,7 +138,7 @@ def run(lab: ClusterLab, monitor: VipMonitor, scenario: str, workdir: Path) -> R
              "a first good read through the VIP")
     time.sleep(BASELINE)
     fault_at = time.time()
-    _fault(lab, scenario)(holder)
+    _fault(lab, monitor, scenario)(holder)
     for proc in procs:
         proc.wait(timeout=WINDOW + 30)
     moved = [e.t - fault_at for e in monitor.events if e.added and e.node != holder and e.t >= fault_at]
