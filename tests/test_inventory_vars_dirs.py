@@ -64,8 +64,11 @@ ROWS: list[tuple[str, dict[str, str], int, list[str]]] = [
         "group_vars/all.yml:5: error: all: YAML syntax: did not find expected ',' or ']'",
         "hosts.ini: warning: [all:vars].interface: not set: assuming eth0, but cloud and hypervisor images often "
         "name the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)",
+        "hosts.ini: warning: [all:vars].name: the cluster is named 'hosts' after the inventory's file name, as "
+        "every inventory called that would be (the same VRRP router id on a shared segment, the same output "
+        "place): set cluster_name",
         "hosts.ini: error: [all:vars].vip: missing: the virtual IP the masters share",
-        "kubeha: 2 error(s), 1 warning(s); nothing written"]),
+        "kubeha: 2 error(s), 2 warning(s); nothing written"]),
     ("a list, not a mapping", {
         "group_vars/all.yml": ALL, "host_vars/node1.yml": "- priority: 200\n"}, 1, [
         "host_vars/node1.yml:1: error: node1: must be a mapping of variables (Ansible refuses anything else)",

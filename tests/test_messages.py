@@ -40,16 +40,16 @@ def _runs(work: Path, args: list[str], code: int, stderr: list[str], stdout_has:
 
 # --- inventory messages: (id, file name, text, exact stderr lines of `kubeha check`, exit code)
 INVENTORY_ROWS = [
-    ("missing vip and interface point at [all:vars], not at a comment on line 1", "hosts.ini",
+    ("missing vip and interface point at [all:vars], not at a comment on line 1", "edge.ini",
      "# cluster one\n# racks a and b\n" + MASTERS + "[all:vars]\ncluster_name=one\n",
-     ["hosts.ini:7: warning: [all:vars].interface: not set: assuming eth0, but cloud and hypervisor images often "
+     ["edge.ini:7: warning: [all:vars].interface: not set: assuming eth0, but cloud and hypervisor images often "
       "name the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)",
-      "hosts.ini:7: error: [all:vars].vip: missing: the virtual IP the masters share",
+      "edge.ini:7: error: [all:vars].vip: missing: the virtual IP the masters share",
       "kubeha: 1 error(s), 1 warning(s)"], 1),
-    ("no [all:vars] at all: the file, without a line", "hosts.ini", "# cluster one\n" + MASTERS,
-     ["hosts.ini: warning: [all:vars].interface: not set: assuming eth0, but cloud and hypervisor images often "
+    ("no [all:vars] at all: the file, without a line", "edge.ini", "# cluster one\n" + MASTERS,
+     ["edge.ini: warning: [all:vars].interface: not set: assuming eth0, but cloud and hypervisor images often "
       "name the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)",
-      "hosts.ini: error: [all:vars].vip: missing: the virtual IP the masters share",
+      "edge.ini: error: [all:vars].vip: missing: the virtual IP the masters share",
       "kubeha: 1 error(s), 1 warning(s)"], 1),
     ("native YAML: the cluster: line", "c.yaml",
      "# demo\ncluster:\n  name: demo\nmasters:\n  - {name: m1, address: 198.18.0.11}\n"
@@ -58,23 +58,23 @@ INVENTORY_ROWS = [
       "name the NIC ens3, ens18 or ens192; set interface (for the cluster or per host)",
       "c.yaml:2: error: cluster.vip: missing: the virtual IP the masters share",
       "kubeha: 1 error(s), 1 warning(s)"], 1),
-    ("a VIP outside the masters' subnet is one error on the vip line", "hosts.ini",
+    ("a VIP outside the masters' subnet is one error on the vip line", "edge.ini",
      MASTERS + "198.18.1.14 name=cp4\n198.18.1.15 name=cp5\n[all:vars]\nvip=198.18.1.10/24\ninterface=ens3\n",
-     ["hosts.ini:8: error: [all:vars].vip: 198.18.1.10/24 must be in the masters' subnet, but these masters are "
+     ["edge.ini:8: error: [all:vars].vip: 198.18.1.10/24 must be in the masters' subnet, but these masters are "
       "outside 198.18.1.0/24: cp1 (198.18.0.11, line 2), cp2 (198.18.0.12, line 3), cp3 (198.18.0.13, line 4) "
       "(set vip_prefix if the subnet is wider)",
       "kubeha: 1 error(s), 0 warning(s)"], 1),
-    ("kubespray's old group names are read, with a warning naming the new ones", "hosts.ini",
+    ("kubespray's old group names are read, with a warning naming the new ones", "edge.ini",
      MASTERS.replace("k8s-master", "kube-master") + "[kube-node]\n198.18.0.21 name=w1\n[k8s-cluster:children]\n"
      "kube-master\nkube-node\n[all:vars]\nvip=198.18.0.10/24\ninterface=ens3\n",
-     ["hosts.ini:1: warning: [kube-master]: kubespray's old name for kube_control_plane: read as that; rename it "
+     ["edge.ini:1: warning: [kube-master]: kubespray's old name for kube_control_plane: read as that; rename it "
       "to kube_control_plane, kubespray's current name",
-      "hosts.ini:5: warning: [kube-node]: kubespray's old name for kube_node: read as that; rename it to kube_node, "
+      "edge.ini:5: warning: [kube-node]: kubespray's old name for kube_node: read as that; rename it to kube_node, "
       "kubespray's current name",
       "kubeha: 0 error(s), 2 warning(s)"], 0),
-    ("a misspelt masters group: the hint names the group and what it should be, no Python None", "hosts.ini",
+    ("a misspelt masters group: the hint names the group and what it should be, no Python None", "edge.ini",
      MASTERS.replace("k8s-master", "k8s-mastr") + "[k8s-nodes]\n198.18.0.21\n[all:vars]\nvip=198.18.0.10/24\n",
-     ["hosts.ini:1: error: inventory: no masters group: kubeha reads [k8s-master] (the seed's) or "
+     ["edge.ini:1: error: inventory: no masters group: kubeha reads [k8s-master] (the seed's) or "
       "[kube_control_plane] (kubespray's), or set masters_group; is [k8s-mastr] a misspelt 'k8s-master'? Rename "
       "it, or pass --masters-group k8s-mastr",
       "kubeha: 1 error(s), 0 warning(s)"], 1),

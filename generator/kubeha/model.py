@@ -75,6 +75,11 @@ def derived_vrid(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % 255 + 1
 
 
+#: Names a defaulted cluster name takes from a generic inventory file name (``-`` for stdin gives kubernetes).
+GENERIC_NAMES = frozenset({"hosts", "inventory", "kubernetes", "cluster", "k8s", "all", "site", "production",
+                           "staging"})
+
+
 def build_cluster(raw: RawInventory, default_name: str,
                   top_priority: int | None = None) -> tuple[Cluster | None, list[Problem]]:
     """Validate ``raw`` and derive missing values. Returns the cluster only when there is no error.
@@ -90,6 +95,10 @@ def build_cluster(raw: RawInventory, default_name: str,
     top = raw.settings_at or Location(raw.path)
 
     name = chk.matching(c.get("name"), f"{where}.name", HOSTNAME, "a DNS label (a-z, 0-9, -)")
+    if c.get("name") is None and default_name in GENERIC_NAMES:
+        chk.warn(top, f"{where}.name", f"the cluster is named {default_name!r} after the inventory's file name, as "
+                 "every inventory called that would be (the same VRRP router id on a shared segment, the same "
+                 "output place): set cluster_name")
     name = name or default_name
     profile_name = chk.choice(c.get("profile"), f"{where}.profile", tuple(PROFILES)) or "fast"
     profile = PROFILES[profile_name]
