@@ -118,6 +118,7 @@ class SigCase:
     key_files: Mapping[str, bytes] = field(default_factory=dict)  # KEYS, KEYS.asc, KEYS.pub the bundle carries
     seen: Mapping[str, bytes] = field(default_factory=dict)  # the list the node has kept (/var/lib/kubeha/keys)
     seen_version: int = 0  # its version: `bundle verify --min-keys-version`
+    keeps: bool = False  # the node keeps the bundle's list (verified and newer), whatever becomes of the bundle
 
 
 def sign(key: Key, data: Path, *how: str, faked: str | None = None) -> bytes:
@@ -210,9 +211,9 @@ def rotation_cases(keys: SigKeys, data: Path, scratch: Path) -> list[SigCase]:
     certifies = "which is not one of the keys signing-key list version 2 certifies"
     return [
         SigCase("rotation: new key certified", *pinned, sign(new, data, *detached), True,
-                key_files=key_list(root, scratch, cid, 1, (new,))),
+                key_files=key_list(root, scratch, cid, 1, (new,)), keeps=True),
         SigCase("rotation: old key retired", *pinned, sign(old, data, *detached), False, certifies, certifies,
-                key_files=key_list(root, scratch, cid, 2, (new,), material=(new, old))),
+                key_files=key_list(root, scratch, cid, 2, (new,), material=(new, old)), keeps=True),
         SigCase("rotation: retired key's list older than the node's", *pinned, sign(old, data, *detached), False,
                 "signing-key list version 1 is older than the lowest accepted version 2",
                 "signing-key list version 1 is older than this node's version 2",
@@ -236,11 +237,12 @@ def rotation_cases(keys: SigKeys, data: Path, scratch: Path) -> list[SigCase]:
         SigCase("rotation: root key signs the bundle itself", *pinned, sign(root, data, *detached), False,
                 "which is not one of the keys signing-key list version 1 certifies",
                 "which is not one of the keys signing-key list version 1 certifies",
-                key_files=key_list(root, scratch, cid, 1, (new,), material=(new, root))),
+                key_files=key_list(root, scratch, cid, 1, (new,), material=(new, root)), keeps=True),
         SigCase("single key: pinned key certifies itself", old.public(), (old.fingerprint,),
                 sign(old, data, *detached), True),
         SigCase("single key moves to a root: the pinned key certifies a new key", old.public(), (old.fingerprint,),
-                sign(new, data, *detached), True, key_files=key_list(old, scratch, cid, 1, (new,))),
+                sign(new, data, *detached), True, key_files=key_list(old, scratch, cid, 1, (new,)),
+                keeps=True),
     ]
 
 
