@@ -120,6 +120,11 @@ class Signer:
             detail = f" (its signing subkeys: {'; '.join(reasons)})" if reasons else ""
             raise UnusableKeyError(f"signing key {fpr} has no key usable for signing at {_utc(at)}{detail}")
 
+    @staticmethod
+    def signature_at() -> int:
+        """The time every signature carries (:func:`signature_time`)."""
+        return signature_time()
+
     def export_public_key(self) -> str:
         """The armored public key (minimal export: no third-party signatures), deterministic text."""
         text = _gpg(self.gnupghome).export_keys(self.fingerprint(), armor=True, minimal=True)

@@ -110,6 +110,10 @@ def pack(
                                                  "old one evidently existed (a serial file, a bundle of this "
                                                  "cluster in OUTPUT): its nodes refuse the new id's bundles.")
                               ] = False,
+    root_key: Annotated[Path | None, typer.Option("--root-key", dir_okay=False, help="The root's public key: "
+                                                  "the user-data pins it, and the bundle ships the signing-key "
+                                                  "list beside INVENTORY (kubeha keys certify), which must "
+                                                  "certify --sign-key.")] = None,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -127,7 +131,7 @@ def pack(
                                     images_json=images_json, name=name, serial=serial, progress=phase,
                                     delivery=Delivery(fmt.value, target.value,
                                                       MergeSpec(tuple(merge or ()), merge_dir)),
-                                    new_cluster_id=new_cluster_id, note=s.note)
+                                    new_cluster_id=new_cluster_id, note=s.note, root_key=root_key)
         s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                     "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
                     "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
