@@ -111,3 +111,20 @@ def _set_env_line(node: Node, key: str, value: str) -> None:
 def _run(site: Site, tar: Path) -> subprocess.CompletedProcess[str]:
     site.node.place_tar(tar)
     return site.node.run()
+
+
+def test_kept_list_counts_only_for_this_root(node: Node, packed: Packed, sig_keys: SigKeys, tmp_path: Path) -> None:
+    """A kept list the pinned root did not sign (planted, or from before new user-data) certifies nothing."""
+    root, new = sig_keys.root, sig_keys.other
+    (node.root / "etc/kubeha/bundle-key.asc").write_bytes(root.public())
+    _set_env(node, "KUBEHA_KEY_FPR", root.fingerprint)
+    site, scratch = Site(node, packed, tmp_path / "site"), tmp_path / "scratch"
+    scratch.mkdir()
+    kept = node.root / "var/lib/kubeha/keys"
+    kept.mkdir(parents=True)
+    for rel, data in key_list(new, scratch, node.cluster_id, 9, (new,)).items():  # signed by the key it lists
+        (kept / rel).write_bytes(data)
+    proc = _run(site, site.bundle(1, new, None))
+    assert proc.returncode == 1, proc.stdout
+    assert "reason=signature by unknown key" in proc.stdout and "not one of the trusted keys" in proc.stdout
+    assert node.manifests() == []
