@@ -91,8 +91,9 @@ def test_rotate_through_the_cli(home: tuple[Path, dict[str, str]], images_tar: P
     assert code == 0 and f"signature by {fpr['old']} (certified by signing-key list version 1)" in stdout
 
     # the old key leaked: the next list certifies only the new key
-    code, stdout, _ = _certify(inventory, gnupg, "new@kubeha.invalid")
-    assert code == 0 and "signing-key list version 2" in stdout
+    code, stdout, _ = _certify(inventory, gnupg, "new@kubeha.invalid", extra=("--json",))
+    result = json.loads(stdout)["result"]
+    assert code == 0 and result["version"] == 2 and result["keys"] == [fpr["new"]] and result["root"] == fpr["root"]
     code, _, stderr = _pack(inventory, images_tar, gnupg, fpr["old"], out, "--root-key", str(root_pub))
     assert code == 4
     assert stderr == (f"kubeha: error: signing key {fpr['old']} is not certified by signing-key list version 2 "
