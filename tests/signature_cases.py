@@ -10,10 +10,13 @@ their refusal messages.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from kubeha.bundle.keylist import KEYS, KEYS_PUBLIC, KEYS_SIGNATURE, format_key_list
 
 FAKED_2020 = "20200101T000000"
 
@@ -77,9 +80,11 @@ class SigKeys:
     old: Key  # made in 2020, never expires: for the expired signature
     subkey: Key
     revoked_signer: Key
+    root: Key  # the offline root of the rotation rows: it only certifies signing-key lists
 
     def all(self) -> Iterator[Key]:
-        yield from (self.good, self.other, self.expired, self.revoked, self.old, self.subkey, self.revoked_signer)
+        yield from (self.good, self.other, self.expired, self.revoked, self.old, self.subkey, self.revoked_signer,
+                    self.root)
 
     def close(self) -> None:
         for key in self.all():
@@ -97,6 +102,7 @@ def make_sig_keys(base: Path) -> SigKeys:
         old=make_key(base, "old", faked=FAKED_2020),
         subkey=make_key(base, "subkey", subkey=True),
         revoked_signer=make_key(base, "revoked-signer", revoke_in_place=True),
+        root=make_key(base, "root"),
     )
 
 
@@ -109,6 +115,10 @@ class SigCase:
     accept: bool
     python: str = ""
     node: str = ""
+    key_files: Mapping[str, bytes] = field(default_factory=dict)  # KEYS, KEYS.asc, KEYS.pub the bundle carries
+    seen: Mapping[str, bytes] = field(default_factory=dict)  # the list the node has kept (/var/lib/kubeha/keys)
+    seen_version: int = 0  # its version: `bundle verify --min-keys-version`
+    keeps: bool = False  # the node keeps the bundle's list (verified and newer), whatever becomes of the bundle
 
 
 def sign(key: Key, data: Path, *how: str, faked: str | None = None) -> bytes:
@@ -169,11 +179,80 @@ def signature_cases(keys: SigKeys, data: Path, scratch: Path) -> dict[str, SigCa
         SigCase("also signed by an unknown key", good.public(), (good.fingerprint,), armor_signature(both_raw), False,
                 "signed by unknown key", "signature by unknown key"),
     ]
+    cases += rotation_cases(keys, data, scratch)
     return {case.name: case for case in cases}
+
+
+LATER = 4102444800  # 2100-01-01: lists that have not expired
+EXPIRED = 1577923200  # 2020-01-02
+
+
+def key_list(signer: Key, scratch: Path, cluster_id: str, version: int, certified: tuple[Key, ...],
+             expires: int = LATER, material: tuple[Key, ...] | None = None) -> dict[str, bytes]:
+    """KEYS certifying ``certified``, signed by ``signer``, and KEYS.pub (the keys of ``material``)."""
+    text = format_key_list(cluster_id, version, expires, [k.fingerprint for k in certified])
+    path = scratch / f"KEYS-{signer.name}-{version}-{len(list(scratch.iterdir()))}"
+    path.write_bytes(text)
+    public = b"".join(k.public() for k in (certified if material is None else material))
+    return {KEYS: text, KEYS_SIGNATURE: sign(signer, path, "--armor", "--detach-sign"), KEYS_PUBLIC: public}
+
+
+def rotation_cases(keys: SigKeys, data: Path, scratch: Path) -> list[SigCase]:
+    """Issue 21 item 1: the pinned root certifies signing keys through versioned, expiring lists.
+
+    ``good`` is the key that leaked and is retired, ``other`` its replacement, ``root`` the offline root.
+    """
+    cid = json.loads((data.parent / "bundle.json").read_text())["cluster_id"]
+    root, old, new = keys.root, keys.good, keys.other
+    detached = ("--armor", "--detach-sign")
+    pinned = (root.public(), (root.fingerprint,))
+    v1_old = key_list(root, scratch, cid, 1, (old,))
+    v2_new = key_list(root, scratch, cid, 2, (new,))
+    certifies = "which is not one of the keys signing-key list version 2 certifies"
+    return [
+        SigCase("rotation: new key certified", *pinned, sign(new, data, *detached), True,
+                key_files=key_list(root, scratch, cid, 1, (new,)), keeps=True),
+        SigCase("rotation: old key retired", *pinned, sign(old, data, *detached), False, certifies, certifies,
+                key_files=key_list(root, scratch, cid, 2, (new,), material=(new, old)), keeps=True),
+        SigCase("rotation: retired key's list older than the node's", *pinned, sign(old, data, *detached), False,
+                "signing-key list version 1 is older than the lowest accepted version 2",
+                "signing-key list version 1 is older than this node's version 2",
+                key_files=v1_old, seen=v2_new, seen_version=2),
+        SigCase("rotation: node's list kept, bundle carries it again", *pinned, sign(new, data, *detached), True,
+                key_files=v2_new, seen=v2_new, seen_version=2),
+        SigCase("rotation: expired list", *pinned, sign(new, data, *detached), False,
+                "signing-key list version 3 expired at 2020-01-02T00:00:00Z",
+                "signing-key list version 3 expired at 2020-01-02T00:00:00Z",
+                key_files=key_list(root, scratch, cid, 3, (new,), expires=EXPIRED)),
+        SigCase("rotation: list signed by a non-root key", *pinned, sign(new, data, *detached), False,
+                "KEYS.asc: signed by unknown key", "KEYS.asc: signature by unknown key",
+                key_files=key_list(new, scratch, cid, 4, (new,))),
+        SigCase("rotation: list of another cluster", *pinned, sign(new, data, *detached), False,
+                "signing-key list version 1 is for cluster " + "f" * 32,
+                "signing-key list version 1 is for cluster " + "f" * 32,
+                key_files=key_list(root, scratch, "f" * 32, 1, (new,))),
+        SigCase("rotation: list without its signature", *pinned, sign(new, data, *detached), False,
+                "KEYS.asc missing", "KEYS.asc missing",
+                key_files={k: v for k, v in key_list(root, scratch, cid, 1, (new,)).items() if k != KEYS_SIGNATURE}),
+        SigCase("rotation: root key signs the bundle itself", *pinned, sign(root, data, *detached), False,
+                "which is not one of the keys signing-key list version 1 certifies",
+                "which is not one of the keys signing-key list version 1 certifies",
+                key_files=key_list(root, scratch, cid, 1, (new,), material=(new, root)), keeps=True),
+        SigCase("single key: pinned key certifies itself", old.public(), (old.fingerprint,),
+                sign(old, data, *detached), True),
+        SigCase("single key moves to a root: the pinned key certifies a new key", old.public(), (old.fingerprint,),
+                sign(new, data, *detached), True, key_files=key_list(old, scratch, cid, 1, (new,)),
+                keeps=True),
+    ]
 
 
 CASE_NAMES = [
     "good key", "expired key", "revoked key", "expired signature", "signing subkey", "unknown key",
     "keyring with several keys", "signature over another file", "clear-signed data", "embedded data",
     "binary detached signature", "also signed by an unknown key",
+    "rotation: new key certified", "rotation: old key retired", "rotation: retired key's list older than the node's",
+    "rotation: node's list kept, bundle carries it again", "rotation: expired list",
+    "rotation: list signed by a non-root key", "rotation: list of another cluster",
+    "rotation: list without its signature", "rotation: root key signs the bundle itself",
+    "single key: pinned key certifies itself", "single key moves to a root: the pinned key certifies a new key",
 ]

@@ -65,12 +65,12 @@ def staged(src: Path, tmp: Path) -> Path:
 @pytest.mark.parametrize(
     ("source", "target", "noise_lines", "master_form", "budget", "measured"),
     [
-        (EXTERNAL, "openstack", 0, "plain", 65_535, "base64"),  # 27 KB raw, 36 KB as base64: fits as is
+        (EXTERNAL, "azure", 0, "plain", 65_535, "raw"),  # 51 KB raw: fits as is (68 KB as base64: not openstack)
         (EXTERNAL, "aws", 0, "compressed", 16_384, "raw"),   # 27 KB raw: must compress
-        (VRRP, "openstack", 800, "compressed", 65_535, "base64"),  # +52 KB merged: only compressed fits
+        (VRRP, "openstack", 700, "compressed", 65_535, "base64"),  # +48 KB merged: only compressed fits
         (VRRP, "nocloud", 900, "plain", None, "raw"),        # no budget: never encoded
     ],
-    ids=["openstack-plain", "aws-must-compress", "openstack-merged-must-compress", "nocloud-no-budget"],
+    ids=["azure-plain", "aws-must-compress", "openstack-merged-must-compress", "nocloud-no-budget"],
 )
 def test_pack_fits_every_node(images_tar: Path, gpg_keys: Keys, tmp_path: Path, source: Path, target: str,
                               noise_lines: int, master_form: str, budget: int | None, measured: str) -> None:

@@ -39,7 +39,7 @@ COMMANDS = _commands()
 
 def test_command_list_is_complete() -> None:
     for path in [("check",), ("gen", "userdata"), ("gen", "seed-iso"), ("image", "build"), ("image", "save"),
-                 ("image", "inspect"), ("bundle", "pack"), ("bundle", "verify"), ("drill",)]:
+                 ("image", "inspect"), ("bundle", "pack"), ("bundle", "verify"), ("keys", "certify"), ("drill",)]:
         assert path in COMMANDS
 
 

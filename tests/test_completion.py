@@ -45,7 +45,7 @@ def here(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ("kubeha ", ["check", "gen", "image", "bundle", "drill"]),
+    ("kubeha ", ["check", "gen", "image", "bundle", "keys", "drill"]),
     ("kubeha ge", ["gen"]),
     ("kubeha gen ", ["userdata", "seed-iso", "http-tree"]),
     ("kubeha bundle ve", ["verify"]),

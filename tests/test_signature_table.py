@@ -49,16 +49,21 @@ def test_signature_case_through_verify(
     copy = tmp_path / "lab"
     shutil.copytree(good_bundle.directory, copy)
     (copy / "SHA256SUMS.asc").write_bytes(case.signature)
+    for rel, data in case.key_files.items():
+        (copy / rel).write_bytes(data)
     keyring = tmp_path / "keyring.asc"
     keyring.write_bytes(case.keyring)
     target = copy
     if form == "tar":
         target = tmp_path / "lab.tar"
         write_tar(copy, "lab", target, 0)
-    result = CliRunner().invoke(app, ["verify", str(target), "--keyring", str(keyring)])
+    seen = ["--min-keys-version", str(case.seen_version)] if case.seen_version else []
+    result = CliRunner().invoke(app, ["verify", str(target), "--keyring", str(keyring), *seen])
     if case.accept:
         assert result.exit_code == 0, result.output
         assert "serial 1, signature by " in result.stdout
+        version = int(case.key_files["KEYS"].split(b"\nversion ")[1].split()[0]) if case.key_files else 0
+        assert ("(certified by signing-key list version" in result.stdout) == bool(version), result.stdout
     else:
         assert result.exit_code == 4, result.output
         assert case.python in result.stderr, result.stderr

@@ -49,6 +49,7 @@ class BundleRef:
     cluster_id: str = ""
     min_serial: int = 0
     max_bytes: int = 0
+    keys_version: int = 0  # root mode: the signing-key list version at packing (a node refuses older lists)
 
 
 def templates_dir() -> Path:
@@ -121,7 +122,8 @@ def render_master(cluster: Cluster, master: Master, secret: str | None,
 def _install_files(node: str, bundle: BundleRef) -> list[RenderedFile]:
     env = {"node": node, "source": bundle.source, "runtime": bundle.runtime, "key": BUNDLE_KEY,
            "fingerprints": " ".join(bundle.fingerprints), "cluster_id": bundle.cluster_id,
-           "min_serial": bundle.min_serial, "max_bytes": bundle.max_bytes}
+           "min_serial": bundle.min_serial, "max_bytes": bundle.max_bytes,
+           "keys_version": bundle.keys_version}
     return [
         RenderedFile(bundle.script, render_template(INSTALL_SCRIPT, {}), 0o755),
         RenderedFile(INSTALL_ENV, render_template(INSTALL_ENV, env), 0o644),

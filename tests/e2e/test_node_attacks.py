@@ -370,12 +370,22 @@ def test_signature_case_through_node(node: Node, packed: Packed, node_cases: dic
     copy = tmp_path / "kubeha"
     shutil.copytree(packed.bundle.directory, copy)
     (copy / "SHA256SUMS.asc").write_bytes(case.signature)
+    for rel, data in case.key_files.items():
+        (copy / rel).write_bytes(data)
     tar = tmp_path / "case.tar"
     write_tar(copy, "kubeha", tar, 0)
     node.place_tar(tar)
     (node.root / "etc/kubeha/bundle-key.asc").write_bytes(case.keyring)
     _set_env(node, "KUBEHA_KEY_FPR", " ".join(case.fingerprints))
+    kept = node.root / "var/lib/kubeha/keys"
+    if case.seen:
+        kept.mkdir(parents=True)
+        for rel, data in case.seen.items():
+            (kept / rel).write_bytes(data)
     proc = node.run()
+    # the newest verified list is kept (even when the bundle it came with is refused); nothing else is
+    want = dict(case.key_files) if case.keeps else dict(case.seen)
+    assert ({p.name: p.read_bytes() for p in kept.iterdir()} if kept.is_dir() else {}) == want
     if case.accept:
         assert_ok(node, proc, "imported")
         return

@@ -6,6 +6,8 @@ Layout of a bundle named ``NAME`` (a directory ``NAME/`` and a tar ``NAME.tar`` 
                                 every file's size and sum (signed: SHA256SUMS lists it)
     NAME/SHA256SUMS             coreutils format, sorted: ``<hex>  <path>`` for every other file
     NAME/SHA256SUMS.asc         detached armored signature of SHA256SUMS
+    NAME/KEYS, KEYS.asc, KEYS.pub  the root-signed signing-key list (``bundle pack --root-key``; see
+                                :mod:`.keylist`): outside SHA256SUMS, checked before it
     NAME/signing-key.asc        the signer's public key (informational: verification uses YOUR keyring)
     NAME/images/images.tar      the docker-archive, byte for byte
     NAME/images/index.txt       ``<image id> <ref>`` per ref, sorted (what the node-side script reads)
@@ -20,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubeha.bundle.keylist import KEY_FILES
 from kubeha.errors import ChecksumError
 
 FORMAT_VERSION = 2
@@ -32,7 +35,7 @@ IMAGES_JSON = "images/images.json"
 IMAGES_INDEX = "images/index.txt"
 NODE_DOCUMENTS = ("meta-data", "user-data")
 OPTIONAL_NODE_DOCUMENTS = ("config.ign",)  # packed with --format ignition, for Flatcar / Fedora CoreOS nodes
-UNSIGNED = frozenset({SUMS, SIGNATURE})
+UNSIGNED = frozenset({SUMS, SIGNATURE, *KEY_FILES})  # checked by their own signatures, before SHA256SUMS
 SMALL_FILES = (SUMS, SIGNATURE, MANIFEST)  # read (bounded) and checked before any other byte is touched
 CHUNK = 1 << 20
 SMALL_LIMIT = 1 << 20  # SHA256SUMS, its signature and bundle.json are a few KiB; a huge one is an attack

@@ -80,6 +80,7 @@ class PackInput:
     cluster_id: str = ""
     serial: int = 1
     required_images: Mapping[str, list[str]] = field(default_factory=dict)
+    key_files: Mapping[str, bytes] = field(default_factory=dict)  # KEYS, KEYS.asc, KEYS.pub (root mode)
 
 
 @dataclass
@@ -215,7 +216,9 @@ def pack_bundle(out: Path, documents: Mapping[str, Mapping[str, bytes]], inputs:
                                                   fingerprint))
         (root / SUMS).write_bytes(format_sums(stage.sums))
         (root / SIGNATURE).write_bytes(signer.sign_detached(root / SUMS))
-        for rel in (SUMS, SIGNATURE):
+        for rel, data in inputs.key_files.items():  # outside SHA256SUMS: the root's signature covers them
+            (root / rel).write_bytes(data)
+        for rel in (SUMS, SIGNATURE, *inputs.key_files):
             (root / rel).chmod(0o644)
         for public_dir in (root, root / "images"):  # fixed modes whatever the umask: the tar records them
             public_dir.chmod(0o755)
@@ -312,7 +315,7 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
                    runtime: str = "containerd", images_json: Path | None = None, name: str | None = None,
                    serial: int | None = None, progress: Callable[[str, int], Advance] | None = None,
                    delivery: Delivery | None = None, new_cluster_id: bool = False,
-                   note: Callable[[str], None] | None = None) -> PackResult:
+                   note: Callable[[str], None] | None = None, root_key: Path | None = None) -> PackResult:
     """Generate every node's documents with the trust anchor in them, then pack them (``kubeha bundle pack``).
 
     The user-data carries the key's fingerprint, the cluster id (made once beside the inventory), this
@@ -321,8 +324,12 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
     for Ignition), the target whose budget every node's documents must fit, the user's documents to merge.
     A new cluster id is announced through ``note``, and refused where an old one evidently existed unless
     ``new_cluster_id`` (see :func:`kubeha.bundle.identity.ensure_cluster_id`).
+
+    ``root_key`` (``--root-key``, the root's public key): the user-data pins the root instead of the signing
+    key, and the bundle ships the signing-key list beside the inventory, which must be signed by that root,
+    of this cluster, not expired, and certify the signing key (else exit 4, see :mod:`.certify`).
     """
-    from kubeha.bundle import identity  # noqa: PLC0415
+    from kubeha.bundle import certify, identity  # noqa: PLC0415
     from kubeha.generate import (  # noqa: PLC0415 - heavy
         BundleRef,
         build_documents,
@@ -337,13 +344,15 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
     number = identity.next_serial(inventory, serial)
     cid, fresh = identity.plan_cluster_id(inventory, cluster, output, name or cluster, new=new_cluster_id)
     bound = (images.stat().st_size if images.is_file() else 0) + MAX_BYTES_MARGIN
-    ref = BundleRef(public_key=signer.export_public_key(), source=source, runtime=runtime,
-                    fingerprints=(signer.fingerprint(),), cluster_id=cid, min_serial=number, max_bytes=bound)
+    key_files, version = _key_list(inventory, root_key, cid, signer.fingerprint())
+    anchor = certify.root_fingerprints(root_key) if root_key else (signer.export_public_key(), (signer.fingerprint(),))
+    ref = BundleRef(public_key=anchor[0], source=source, runtime=runtime, fingerprints=anchor[1], cluster_id=cid,
+                    min_serial=number, max_bytes=bound, keys_version=version)
     loaded, docs = build_documents(inventory, bundle=ref)
     how = delivery or Delivery()
     documents = bundle_documents(inventory, ref, fmt=how.fmt, target=how.target, merge=how.merge)
     inputs = PackInput(loaded.cluster.name, images, images_json, name, {"source": source, "runtime": runtime},
-                       cid, number, pod_images(docs))
+                       cid, number, pod_images(docs), key_files)
     _validate_inputs(name or loaded.cluster.name, documents, inputs)
     _image_entries(inputs)  # every input checked before the new id is stored (then pack_bundle writes)
     if fresh:
@@ -351,3 +360,19 @@ def pack_inventory(inventory: Path, images: Path, signer: Signer, output: Path, 
     result = pack_bundle(output, documents, inputs, signer, progress)
     identity.record_serial(inventory, number)
     return result
+
+
+def _key_list(inventory: Path, root_key: Path | None, cluster_id: str, signer: str) -> tuple[dict[str, bytes], int]:
+    """With ``root_key``: the verified list files to ship and their version; without, none (refused if one exists)."""
+    from kubeha.bundle import certify  # noqa: PLC0415
+    from kubeha.bundle.keylist import KEYS, parse_key_list  # noqa: PLC0415
+
+    if root_key is None:
+        path = certify.list_paths(inventory)[KEYS]
+        if path.exists() or path.is_symlink():
+            raise InvalidInput([Problem(Location(str(path)), "signing-key list", "this cluster's nodes trust a "
+                                        "root key that certifies signing keys: pass --root-key ROOT-PUBLIC.asc "
+                                        "(a bundle without the list would pin the signing key itself)")])
+        return {}, 0
+    files = certify.load_for_pack(inventory, root_key, cluster_id, signer)
+    return files, parse_key_list(files[KEYS]).version

@@ -120,6 +120,11 @@ class Signer:
             detail = f" (its signing subkeys: {'; '.join(reasons)})" if reasons else ""
             raise UnusableKeyError(f"signing key {fpr} has no key usable for signing at {_utc(at)}{detail}")
 
+    @staticmethod
+    def signature_at() -> int:
+        """The time every signature carries (:func:`signature_time`)."""
+        return signature_time()
+
     def export_public_key(self) -> str:
         """The armored public key (minimal export: no third-party signatures), deterministic text."""
         text = _gpg(self.gnupghome).export_keys(self.fingerprint(), armor=True, minimal=True)
@@ -180,8 +185,11 @@ class Verdict:
     timestamp: int
 
 
-def judge_status(status: str, trusted: set[str], name: str) -> Verdict:
-    """Decide from gpgv ``--status-fd`` output alone (see the module docstring); raise SignatureError."""
+def judge_status(status: str, trusted: set[str], name: str, what: str = "one of the trusted keys") -> Verdict:
+    """Decide from gpgv ``--status-fd`` output alone (see the module docstring); raise SignatureError.
+
+    ``what`` names the trusted keys in messages ("one of the keys signing-key list version 2 certifies").
+    """
     lines = [line.split() for line in status.splitlines() if line.startswith("[GNUPG:] ")]
     words = [line[1] for line in lines if len(line) > 1]
     refused = [w for w in REFUSING if w in words]
@@ -189,7 +197,7 @@ def judge_status(status: str, trusted: set[str], name: str) -> Verdict:
         first = next(line for line in lines if line[1] == refused[0])
         keyid = f" (key {first[2]})" if len(first) > 2 and refused[0] != "PLAINTEXT" else ""
         if refused[0] in ("NO_PUBKEY", "ERRSIG"):
-            raise SignatureError(f"{name}: signed by unknown key{keyid}, not one of the trusted keys")
+            raise SignatureError(f"{name}: signed by unknown key{keyid}, not {what}")
         raise SignatureError(f"{name}: {refused[0]}{keyid}: signature refused")
     valid = [line for line in lines if line[1] == "VALIDSIG"]
     if words.count("NEWSIG") > 1 or words.count("GOODSIG") != 1 or len(valid) != 1 or len(valid[0]) < 12:
@@ -198,7 +206,7 @@ def judge_status(status: str, trusted: set[str], name: str) -> Verdict:
     if fields[10] != "00":
         raise SignatureError(f"{name}: signature class {fields[10]}, not a detached signature of a binary file")
     if fields[11] not in trusted:
-        raise SignatureError(f"{name}: signed by {fields[11]}, which is not one of the trusted keys")
+        raise SignatureError(f"{name}: signed by {fields[11]}, which is not {what}")
     return Verdict(fields[2], fields[11], int(fields[4]) if fields[4].isdigit() else 0)
 
 
@@ -254,8 +262,12 @@ def check_armor(signature: bytes, name: str) -> None:
         raise problem
 
 
-def verify_detached(signature: Path, data: Path, keyring: Path) -> Verdict:
+def verify_detached(signature: Path, data: Path, keyring: Path, *, extra: Path | None = None,
+                    trusted: set[str] | None = None, what: str = "one of the trusted keys") -> Verdict:
     """Check that ``signature`` is a good detached signature of ``data`` by a key in ``keyring``, with gpgv.
+
+    With ``trusted``, the signer's primary key must be one of those fingerprints instead (a signing-key
+    list's), and ``extra`` (KEYS.pub) adds key material: only its listed fingerprints can count.
 
     Raises:
         SignatureError: missing, malformed, bad, unknown-key, expired or revoked signature.
@@ -270,9 +282,11 @@ def verify_detached(signature: Path, data: Path, keyring: Path) -> Verdict:
     with tempfile.TemporaryDirectory(prefix="kubeha-verify-") as home:
         os.chmod(home, 0o700)
         gpg = _gpg(Path(home))
-        trusted = _import_keyring(gpg, keyring)
+        pinned = _import_keyring(gpg, keyring)
+        if extra is not None:
+            pinned |= {f for f in gpg.import_keys(extra.read_bytes()).fingerprints if f}
         binary = Path(home, "trusted.gpg")
-        binary.write_bytes(gpg.export_keys(sorted(trusted), armor=False))
+        binary.write_bytes(gpg.export_keys(sorted(pinned), armor=False))
         try:
             proc = subprocess.run(
                 [gpgv, "--homedir", home, "--status-fd", "1", "--keyring", str(binary), str(signature), str(data)],
@@ -280,4 +294,4 @@ def verify_detached(signature: Path, data: Path, keyring: Path) -> Verdict:
             )
         except subprocess.TimeoutExpired:
             raise SignatureError(f"{signature.name}: gpgv did not finish in {GPGV_TIMEOUT}s") from None
-    return judge_status(proc.stdout, trusted, signature.name)
+    return judge_status(proc.stdout, pinned if trusted is None else trusted, signature.name, what)

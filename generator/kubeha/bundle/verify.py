@@ -4,8 +4,10 @@ Order, the same for both forms and the same as the node-side script:
 
 1. every entry is vetted from metadata alone (tar headers in canonical form, see :mod:`.tarsafe`; for a
    directory, lstat: regular files and directories only, safe names) -> exit 3;
-2. the small signed files are read with a size bound: SHA256SUMS and SHA256SUMS.asc, and the signature is
-   checked with gpgv status lines (:mod:`.signing`) -> exit 4;
+2. the small signed files are read with a size bound: the signing-key list when the bundle carries one
+   (KEYS, KEYS.asc, KEYS.pub: signed by a pinned root key, not older than ``min_keys_version``, not expired,
+   see :mod:`.keylist`), SHA256SUMS and SHA256SUMS.asc, and the signature is checked with gpgv status lines
+   (:mod:`.signing`): by a key the list certifies, or without a list by a pinned key -> exit 4;
 3. bundle.json must match its signed sum; it says each file's size, the cluster and the serial; a wrong
    cluster or a serial below ``--min-serial`` -> exit 4 (the bundle is genuine but not for this use);
 4. the listing must equal the signed list (no extra file; a missing one only where the per-node subset
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from kubeha.bundle.keylist import KEY_FILES, KEYS_PUBLIC, KeyList, KeyListError, check_key_list
 from kubeha.bundle.layout import (
     CHUNK,
     FORMAT_VERSION,
@@ -57,6 +60,7 @@ class Expect:
     cluster: str | None = None  # the cluster's name or its id
     min_serial: int = 0
     node: str | None = None  # accept the per-node subset of this node (other nodes' files may be absent)
+    min_keys_version: int = 0  # the newest signing-key list version the verifier has seen (an older one: exit 4)
 
 
 @dataclass
@@ -67,6 +71,7 @@ class VerifyReport:
     exit_code: int = ExitCode.OK
     signer: str = ""
     signed_at: int = 0
+    keys_version: int = 0  # the signing-key list that certified the signer (0: signed by a pinned key)
     cluster: str = ""
     cluster_id: str = ""
     serial: int = 0
@@ -178,20 +183,28 @@ def _parse_manifest(data: bytes) -> _Manifest:
     return _Manifest(doc["cluster"], doc["cluster_id"], doc["serial"], sizes)
 
 
-def _signature(source: _Source, report: VerifyReport, keyring: Path) -> dict[str, str]:
-    """Steps 2: the bounded small files and the signature; returns the signed sums."""
+def _signature(source: _Source, report: VerifyReport, keyring: Path, expect: Expect) -> tuple[dict[str, str],
+                                                                                          KeyList | None]:
+    """Steps 2: the bounded small files, the signing-key list and the signature; returns the signed sums."""
     for rel in (SUMS, SIGNATURE):
         if rel not in source.entries:
             raise SignatureError(f"{rel} is missing: nothing in this bundle is signed")
     with tempfile.TemporaryDirectory(prefix="kubeha-verify-") as tmp:
-        for rel in (SUMS, SIGNATURE):
+        for rel in (SUMS, SIGNATURE, *(k for k in KEY_FILES if k in source.entries)):
             Path(tmp, rel).write_bytes(source.read_small(rel))
-        verdict = verify_detached(Path(tmp, SIGNATURE), Path(tmp, SUMS), keyring)
+        keys = check_key_list(Path(tmp), keyring, expect.min_keys_version)
+        if keys is None:
+            verdict = verify_detached(Path(tmp, SIGNATURE), Path(tmp, SUMS), keyring)
+        else:
+            verdict = verify_detached(Path(tmp, SIGNATURE), Path(tmp, SUMS), keyring, extra=Path(tmp, KEYS_PUBLIC),
+                                      trusted=set(keys.keys), what=f"one of the keys {keys.describe()} certifies")
+            report.keys_version = keys.version
         report.signer, report.signed_at = verdict.primary_fingerprint, verdict.timestamp
-        return parse_sums(Path(tmp, SUMS).read_bytes())
+        return parse_sums(Path(tmp, SUMS).read_bytes()), keys
 
 
-def _identity(source: _Source, report: VerifyReport, sums: dict[str, str], expect: Expect) -> _Manifest:
+def _identity(source: _Source, report: VerifyReport, sums: dict[str, str], expect: Expect,
+              keys: KeyList | None) -> _Manifest:
     """Step 3: bundle.json against its sum, then the cluster and serial checks."""
     if MANIFEST not in sums or MANIFEST not in source.entries:
         raise ChecksumError(f"{MANIFEST} is missing or not signed")
@@ -202,6 +215,9 @@ def _identity(source: _Source, report: VerifyReport, sums: dict[str, str], expec
     report.cluster, report.cluster_id, report.serial = manifest.cluster, manifest.cluster_id, manifest.serial
     if expect.cluster is not None and expect.cluster not in (manifest.cluster, manifest.cluster_id):
         raise TrustError(f"bundle of cluster {manifest.cluster} ({manifest.cluster_id}), not {expect.cluster}")
+    if keys is not None and keys.cluster_id != manifest.cluster_id:
+        raise KeyListError(f"{keys.describe()} is for cluster {keys.cluster_id}, not this bundle's "
+                           f"{manifest.cluster_id}")
     if manifest.serial < expect.min_serial:
         raise TrustError(f"bundle serial {manifest.serial} is older than the lowest accepted {expect.min_serial}")
     unsized = sorted(set(sums) - set(manifest.sizes) - {MANIFEST})
@@ -291,14 +307,14 @@ def verify_bundle(bundle: Path, keyring: Path, advance: Advance = no_progress, e
         if source.problems:
             report.unsafe = source.problems
             raise ChecksumError("unsafe bundle, nothing read: " + "; ".join(source.problems))
-        sums = _signature(source, report, keyring)
-        manifest = _identity(source, report, sums, expect)
+        sums, keys = _signature(source, report, keyring, expect)
+        manifest = _identity(source, report, sums, expect, keys)
         files = _listing(source, report, sums, manifest, expect)
         _hash_all(source, report, sums, files, dest, advance)
         if dest is not None:
-            for rel in (SUMS, SIGNATURE):
+            for rel in (SUMS, SIGNATURE, *(k for k in KEY_FILES if k in source.entries)):
                 (dest / rel).write_bytes(source.read_small(rel))
-    except (ChecksumError, SignatureError, TrustError) as exc:
+    except (ChecksumError, SignatureError, TrustError, KeyListError) as exc:
         report.fail(exc)
     except OSError as exc:
         report.fail(ChecksumError(f"cannot read the bundle: {exc.strerror or exc}"))

@@ -110,6 +110,10 @@ def pack(
                                                  "old one evidently existed (a serial file, a bundle of this "
                                                  "cluster in OUTPUT): its nodes refuse the new id's bundles.")
                               ] = False,
+    root_key: Annotated[Path | None, typer.Option("--root-key", dir_okay=False, help="The root's public key: "
+                                                  "the user-data pins it, and the bundle ships the signing-key "
+                                                  "list beside INVENTORY (kubeha keys certify), which must "
+                                                  "certify --sign-key.")] = None,
 ) -> None:
     """Pack a signed, reproducible offline bundle: OUTPUT/NAME/ and OUTPUT/NAME.tar.
 
@@ -129,7 +133,7 @@ def pack(
                                     images_json=images_json, name=name, serial=serial, progress=phase,
                                     delivery=Delivery(fmt.value, target.value,
                                                       MergeSpec(tuple(merge or ()), merge_dir)),
-                                    new_cluster_id=new_cluster_id, note=s.note)
+                                    new_cluster_id=new_cluster_id, note=s.note, root_key=root_key)
         s.result = {"name": result.name, "directory": str(result.directory), "tarball": str(result.tarball),
                     "files": result.files, "bytes": result.size, "tar_bytes": result.tar_size,
                     "signer": result.fingerprint, "serial": result.serial, "cluster_id": result.cluster_id}
@@ -150,8 +154,9 @@ def _check_inputs(s: Session, inventory: Path, images: Path, recipe: Recipe) -> 
 def _print_report(s: Session, report: VerifyReport) -> None:
     """Human output: one OK line on stdout, or every problem on stderr (and the exit code to end with)."""
     if report.ok:
+        certified = f" (certified by signing-key list version {report.keys_version})" if report.keys_version else ""
         s.out(f"OK {report.bundle}: cluster {report.cluster} ({report.cluster_id}) serial {report.serial}, "
-              f"signature by {report.signer}, {report.files} files match")
+              f"signature by {report.signer}{certified}, {report.files} files match")
         return
     lines = [line for error in report.errors for line in error.splitlines()]
     for line in lines:
@@ -171,9 +176,16 @@ def verify(
                                           dir_okay=False)],
     cluster: Annotated[str | None, typer.Option("--cluster", help="Require this cluster (name or id).")] = None,
     min_serial: Annotated[int, typer.Option("--min-serial", help="Refuse a bundle with a lower serial.")] = 0,
+    min_keys_version: Annotated[int, typer.Option("--min-keys-version", help="The newest signing-key list "
+                                                  "version seen (a node's /var/lib/kubeha/keys/KEYS): refuse an "
+                                                  "older list, or a bundle without one.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
 ) -> None:
     """Verify a bundle offline: signature first (exit 4), then cluster and serial (exit 4), then every sum (exit 3).
+
+    --keyring holds the pinned key(s): the root. A bundle that carries a signing-key list (KEYS, KEYS.asc,
+    KEYS.pub) must have it signed by a pinned key, not expired, and SHA256SUMS signed by a key it certifies;
+    one without a list must be signed by a pinned key itself.
 
     Only a plain tar in kubeha's canonical form is read; links, devices, sparse files, duplicates, unsafe
     names and members the signed list does not name or sizes it does not give are refused (exit 3) before
@@ -182,6 +194,6 @@ def verify(
     with session("bundle verify", as_json=as_json) as s:
         with _progress(not as_json) as phase:
             report = verify_bundle(bundle, keyring, phase("verify", bundle_size(bundle)),
-                                   Expect(cluster, min_serial))
+                                   Expect(cluster, min_serial, min_keys_version=min_keys_version))
         s.result = report.to_dict()
         _print_report(s, report)

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     "kubeha": {
         "image": ("kubeha.cli.image", "app", "Build, save and inspect the container images a bundle ships."),
         "bundle": ("kubeha.cli.bundle", "app", "Pack and verify signed offline bundles."),
+        "keys": ("kubeha.cli.keys", "app", "Certify the keys that sign a cluster's bundles (offline root key)."),
         "drill": ("kubeha.cli.drill", "app", "Failover drill: break the VIP holder in a namespaced lab and measure."),
     },
     "gen": {
