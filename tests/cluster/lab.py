@@ -189,6 +189,7 @@ class ClusterLab:
         self._plug(self.client_ns, "vc", CLIENT)
 
     def _plug(self, ns: str, veth: str, address: str) -> None:
+        run_cmd(["ip", "-n", self.bridge_ns, "link", "del", veth], check=False)  # a cable left from before
         run_cmd(["ip", "-n", self.bridge_ns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
         run_cmd(["ip", "-n", self.bridge_ns, "link", "set", veth, "master", "br0", "up"])
         run_cmd(["ip", "-n", ns, "addr", "add", f"{address}/{SUBNET.prefixlen}", "dev", "eth0"])
@@ -225,6 +226,9 @@ class ClusterLab:
         self.docker("kill", "--signal", "KILL", node.container)
         if release is not None:
             release(name)
+        # Docker keeps a stopped container's network namespace (its sandbox) alive: cut the cable itself, which
+        # takes the dead machine's eth0, and the VIP on it, off the bridge at once.
+        run_cmd(["ip", "-n", self.bridge_ns, "link", "del", node.veth])
         run_cmd(["ip", "netns", "del", node.ns])
         self.namespaces.remove(node.ns)
         self.docker("wait", node.container, timeout=60)
