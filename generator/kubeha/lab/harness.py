@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubeha.lab import haproxy_api
 from kubeha.lab.base import (
+    HAPROXY_CFG,
     LAB_PREFIX,
     LabError,
     alive,
@@ -30,7 +32,7 @@ from kubeha.lab.base import (
     stopped,
     wait_for,
 )
-from kubeha.lab.monitor import ServerLog, VipMonitor
+from kubeha.lab.monitor import ServerWatch, VipMonitor
 from kubeha.lab.runtimes import Runtime
 from kubeha.lab.topology import Topology, container_specs
 
@@ -61,7 +63,6 @@ class Lab:
         self.nodes = {m.name: NodeState(m.name, f"{self.token}-{m.name}", f"v{i}", workdir / m.name / "root")
                       for i, m in enumerate(topo.masters)}
         self.monitor = VipMonitor(str(topo.vip))
-        self.server_log = ServerLog()
         self.namespaces: list[str] = []
         self.cert: tuple[Path, Path] | None = None
         self.specs = {m.name: container_specs(m) for m in topo.masters}
@@ -104,12 +105,16 @@ class Lab:
             run_cmd(["ip", "-n", ns, "link", "set", ifname, "up"])
 
     def _write_root(self, node: NodeState) -> None:
-        """Lay the node's generated files out under its root, with their modes, owned by root."""
+        """Lay the node's generated files out under its root, with their modes, owned by root.
+
+        haproxy.cfg gets the lab's stats socket (lab/haproxy_api.py), the one line the lab adds to what
+        kubeha generates: it is how the lab reads haproxy's verdict on each apiserver.
+        """
         master = self.topo.master(node.name)
         for path, data in master.files.items():
             dest = node.root / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            dest.write_bytes(data)
+            dest.write_bytes(haproxy_api.add_stats_socket(data) if path.endswith("/" + HAPROXY_CFG) else data)
             os.chmod(dest, master.modes.get(path, 0o644))
         for spec in self.specs[node.name]:
             for m in spec.mounts:  # a hostPath the user-data does not write (e.g. a log dir): an empty dir
@@ -140,8 +145,6 @@ class Lab:
         for spec in self.specs[name]:
             if spec.pod in pods:
                 log = self.workdir / name / f"{spec.pod}-{spec.name}.log"
-                if spec.pod == "haproxy":
-                    self.server_log.follow(name, str(log))
                 node.containers[f"{spec.pod}/{spec.name}"] = self.runtime.start(node.ns, node.root, spec, log)
 
     def _pids(self, name: str, pod: str, container: str | None) -> dict[str, int]:
@@ -177,6 +180,21 @@ class Lab:
         for pid in self._pids(name, pod, container).values():
             for child in [pid, *descendants(pid)]:
                 kill_pid(child, signal.SIGCONT)
+
+    def server_watch(self, name: str, server: str, timeout: float) -> ServerWatch:
+        """Watch what ``name``'s haproxy thinks of apiserver ``server``: waits until it is up, then polls.
+
+        The socket path follows the haproxy container that runs when asked (a restarted one has a new PID).
+        """
+        def path() -> str:
+            pids = list(self._pids(name, "haproxy", None).values())
+            if len(pids) != 1:
+                raise LabError(f"{name}: {len(pids)} haproxy containers running, not one")
+            return haproxy_api.socket_path(pids[0])
+
+        watch = ServerWatch(path, server)
+        watch.start(timeout)
+        return watch
 
     def cpu_seconds(self, name: str, pod: str, container: str) -> float:
         """CPU time (user + system, children included) a container's main process has used so far."""
@@ -283,7 +301,6 @@ class Lab:
     def down(self) -> None:
         """Tear everything down: processes in the lab namespaces (by PID), containers, namespaces, files."""
         self.monitor.stop()
-        self.server_log.stop()
         for node in self.nodes.values():
             for pid in pids_in_netns(node.ns):
                 kill_pid(pid, signal.SIGCONT)
