@@ -15,8 +15,10 @@ and whether two connected nodes ever held the VIP at once.
 When the serving haproxy marks a stopped apiserver down is asked of its runtime API (a stats socket that only
 the lab adds to its copy of haproxy.cfg).
 
-Modules, one way up: base (LabError, constants, process helpers) <- topology, haproxy_api <- runtimes, monitor
-<- harness (the running Lab) <- report (measurements) <- scenarios (break, observe, restore, judge); clients
+Everything the lab starts runs in one cgroup per run, weighted above the machine's other work (lab/cgroup.py).
+
+Modules, one way up: base (LabError, constants, process helpers) <- topology, haproxy_api, cgroup <- runtimes,
+monitor <- harness (the running Lab) <- report (measurements) <- scenarios (break, observe, restore, judge); clients
 holds what runs inside the namespaces, ``python -m kubeha.lab apiserver|client|watch ...``.
 """
 

@@ -32,6 +32,7 @@ from kubeha.lab.base import (
     stopped,
     wait_for,
 )
+from kubeha.lab.cgroup import LabCgroup
 from kubeha.lab.monitor import ServerWatch, VipMonitor
 from kubeha.lab.runtimes import Runtime
 from kubeha.lab.topology import Topology, container_specs
@@ -62,7 +63,8 @@ class Lab:
         self.client_ns = f"{self.token}-client"
         self.nodes = {m.name: NodeState(m.name, f"{self.token}-{m.name}", f"v{i}", workdir / m.name / "root")
                       for i, m in enumerate(topo.masters)}
-        self.monitor = VipMonitor(str(topo.vip))
+        self.cgroup = LabCgroup(self.token)  # what the lab starts runs in it, above the machine's other work
+        self.monitor = VipMonitor(str(topo.vip), self.cgroup.wrap)
         self.namespaces: list[str] = []
         self.cert: tuple[Path, Path] | None = None
         self.specs = {m.name: container_specs(m) for m in topo.masters}
@@ -72,6 +74,10 @@ class Lab:
 
     def up(self) -> None:
         """Build the network, start every daemon and wait for one VIP holder."""
+        self.cgroup.create()
+        if not self.cgroup.active:
+            print(f"lab: no CPU weight for the lab ({self.cgroup.problem}); other work on this machine can "
+                  "delay its adverts and checks", file=sys.stderr)
         self.cert = make_cert(self.workdir)
         self._network()
         for node in self.nodes.values():
@@ -131,8 +137,8 @@ class Lab:
         assert self.cert
         node = self.nodes[name]
         addr = self.topo.master(name).address
-        argv = ["ip", "netns", "exec", node.ns, sys.executable, "-m", "kubeha.lab", "apiserver", str(addr),
-                str(self.topo.api_port), str(self.cert[0]), str(self.cert[1]), name]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", node.ns, sys.executable, "-m", "kubeha.lab", "apiserver",
+                                 str(addr), str(self.topo.api_port), str(self.cert[0]), str(self.cert[1]), name])
         with open(self.workdir / name / "apiserver.log", "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._apiserver_procs.append(proc)
@@ -145,7 +151,8 @@ class Lab:
         for spec in self.specs[name]:
             if spec.pod in pods:
                 log = self.workdir / name / f"{spec.pod}-{spec.name}.log"
-                node.containers[f"{spec.pod}/{spec.name}"] = self.runtime.start(node.ns, node.root, spec, log)
+                pid = self.runtime.start(node.ns, node.root, spec, log, self.cgroup)
+                node.containers[f"{spec.pod}/{spec.name}"] = pid
 
     def _pids(self, name: str, pod: str, container: str | None) -> dict[str, int]:
         """{"pod/container": main PID} of one pod's containers (or of one of them)."""
@@ -284,15 +291,15 @@ class Lab:
 
     def client(self, duration: float, rate: float, out: Path) -> subprocess.Popen[bytes]:
         """Start the client in its namespace: new TLS connections to VIP:port, bounded in rate and time."""
-        argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "client",
-                str(self.topo.vip), str(self.topo.lb_port), str(rate), str(duration)]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "client",
+                                 str(self.topo.vip), str(self.topo.lb_port), str(rate), str(duration)])
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
     def watch(self, duration: float, out: Path) -> subprocess.Popen[bytes]:
         """Start a long-lived TLS watch through VIP:port in the client namespace (reconnects when it breaks)."""
-        argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "watch",
-                str(self.topo.vip), str(self.topo.lb_port), str(duration)]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "watch",
+                                 str(self.topo.vip), str(self.topo.lb_port), str(duration)])
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
@@ -315,3 +322,7 @@ class Lab:
         for ns in reversed(self.namespaces):
             run_cmd(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
+        left = self.cgroup.remove()
+        if left:
+            print(f"lab: cgroups left behind (processes still in them): {', '.join(map(str, left))}",
+                  file=sys.stderr)

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,8 +32,8 @@ class VipEvent:
 class VipMonitor:
     """One ``ip -ts monitor address`` per node namespace; keeps the VIP's add/delete events."""
 
-    def __init__(self, vip: str) -> None:
-        self.vip = vip
+    def __init__(self, vip: str, wrap: Callable[[Sequence[str]], list[str]] = list) -> None:
+        self.vip, self.wrap = vip, wrap  # wrap: how to start a monitor (in the lab's cgroup)
         self.events: list[VipEvent] = []
         self.holders: set[str] = set()
         self.procs: dict[str, subprocess.Popen[str]] = {}
@@ -42,7 +42,7 @@ class VipMonitor:
 
     def watch(self, node: str, ns: str) -> None:
         """Start watching a node (also records whether it holds the VIP right now)."""
-        proc = subprocess.Popen(["ip", "-n", ns, "-ts", "monitor", "address"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen(self.wrap(["ip", "-n", ns, "-ts", "monitor", "address"]), stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
         self.procs[node] = proc
         threading.Thread(target=self._read, args=(node, proc), daemon=True).start()
