@@ -69,6 +69,7 @@ class Lab:
         self.cert: tuple[Path, Path] | None = None
         self.specs = {m.name: container_specs(m) for m in topo.masters}
         self._apiserver_procs: list[subprocess.Popen[bytes]] = []
+        self._tmpfs: list[Path] = []  # each node's /run
 
     # ----- bring-up
 
@@ -117,6 +118,7 @@ class Lab:
         kubeha generates: it is how the lab reads haproxy's verdict on each apiserver.
         """
         master = self.topo.master(node.name)
+        self._run_tmpfs(node)
         for path, data in master.files.items():
             dest = node.root / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -131,6 +133,31 @@ class Lab:
             if d.is_dir():
                 # keepalived's script security refuses group/other-writable dirs; others only read
                 os.chmod(d, 0o755)  # noqa: S103
+
+    def _run_tmpfs(self, node: NodeState) -> None:
+        """Back the node's /run with a tmpfs, as on a node.
+
+        The prober's verdict (a hostPath under /run) is renamed every second and keepalived's check reads its
+        age; on the lab machine's disk, a journal stalled by other work's I/O held both for seconds and faulted
+        every node at once.
+        """
+        if not any(m.host_path.startswith("/run/") for spec in self.specs[node.name] for m in spec.mounts):
+            return
+        run = node.root / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        run_cmd(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", f"{self.token}-run", str(run)])
+        self._tmpfs.append(run)
+
+    def blind_keepalived(self) -> list[str]:
+        """Nodes whose keepalived could not watch its track file (it then ignores the prober's verdict)."""
+        blind = []
+        for name in self.nodes:
+            log = self.workdir / name / "keepalived-keepalived.log"
+            if log.exists() and "Unable to monitor track files" in log.read_text(errors="replace"):
+                limit = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+                blind.append(f"keepalived on {name} cannot watch its track file (inotify instances exhausted? "
+                             f"fs.inotify.max_user_instances={limit}, shared by every process of the user)")
+        return blind
 
     def start_apiserver(self, name: str) -> None:
         """Start the stand-in apiserver of a node."""
@@ -322,6 +349,10 @@ class Lab:
         for ns in reversed(self.namespaces):
             run_cmd(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
+        for run in self._tmpfs:
+            if run_cmd(["umount", str(run)], check=False).returncode != 0:
+                run_cmd(["umount", "-l", str(run)], check=False)
+        self._tmpfs.clear()
         left = self.cgroup.remove()
         if left:
             print(f"lab: cgroups left behind (processes still in them): {', '.join(map(str, left))}",

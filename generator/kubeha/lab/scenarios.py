@@ -133,7 +133,7 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
     flaps = max(0, fault.moves - int(bool(scenario.moves))) + max(0, restore.moves - 1)
     result = Result(scenario.name, target, holder, fault, restore, flaps, count, round(overlap * 1000, 1),
                     healthy_end)
-    result.problems = verdict(scenario, result, timing)
+    result.problems = verdict(scenario, result, timing) + lab.blind_keepalived()
     return result
 
 
