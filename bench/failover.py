@@ -2,8 +2,8 @@
 
 Each repetition builds a fresh lab from the inventory's generated configs, runs the scenarios, and tears it
 down. Prints one table, per variant and scenario, median / worst over the repetitions: VIP moved in, when
-the serving haproxy marked a stopped apiserver down (from its log), failed client requests (20 new TLS
-connections/s), watch reconnect (longest time a long-lived TLS watch through the VIP went without events),
+the serving haproxy marked a stopped apiserver down (asked of its runtime API), failed client requests (20
+new TLS connections/s), watch reconnect (longest time a long-lived TLS watch through the VIP went without events),
 VIP back in and failed requests on restore, runs with flaps, blips (an interim
 holder that yielded within one advert: two backups taking over together, VRRP convergence, not a move), the
 longest two-holder overlap, runs that failed a check; then each variant's CPU cost on the lab's nodes (the

@@ -24,6 +24,13 @@ if [ "${1:-}" = "--minimal" ]; then   # just what `make demo` needs: a Python th
   PACKAGES=(python3-venv)
 fi
 
+# The failover lab runs a keepalived per node that watches its track file with inotify; the instances are
+# counted per user (root: every daemon, container and test on the machine), and Debian's default of 128 ran out
+# (keepalived then logs "Unable to monitor track files" and ignores the prober). kind raises it the same way.
+if [ "${1:-}" != "--minimal" ] && [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 512 ]; then
+  sysctl -q -w fs.inotify.max_user_instances=512
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

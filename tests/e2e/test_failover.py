@@ -115,11 +115,36 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
+def _cgroups() -> set[Path]:
+    mine = f"{lab.LAB_PREFIX}{os.getpid() % 100000}"
+    root = Path("/sys/fs/cgroup")
+    return {*root.glob(f"*/{mine}*"), *root.glob(f"{mine}*")}  # v1: one per hierarchy; v2: one
+
+
 @pytest.fixture()
 def no_leftovers() -> Iterator[None]:
-    before = _netns()
+    before, cgroups = _netns(), _cgroups()
     yield
     assert _netns() <= before, "the lab left network namespaces behind"
+    assert _cgroups() <= cgroups, "the lab left cgroups behind"
+
+
+def _cpu_cgroup(pid: int) -> str:
+    """The cgroup that schedules ``pid`` (v1: the cpu hierarchy's, v2: the unified one)."""
+    lines = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    v1 = [path for _, controllers, path in lines if "cpu" in controllers.split(",")]
+    return v1[0] if v1 else next(path for hid, _, path in lines if hid == "0")
+
+
+def _in_the_lab_cgroup(running: lab.Lab) -> None:
+    """Everything the lab starts runs in its weighted cgroup (without it a busy machine starves the lab: flaps)."""
+    assert running.cgroup.active, running.cgroup.problem
+    for node in running.nodes.values():
+        pids = {**node.containers, "apiserver": node.apiserver}
+        for what, pid in pids.items():
+            assert _cpu_cgroup(pid).startswith(f"/{running.cgroup.name}/"), (node.name, what, _cpu_cgroup(pid))
+    for proc in running.monitor.procs.values():
+        assert _cpu_cgroup(proc.pid) == f"/{running.cgroup.name}/helpers"
 
 
 def _table(results: list[lab.Result]) -> str:
@@ -187,7 +212,8 @@ def test_three_masters_every_scenario_from_the_images(images_runtime: lab.Contai
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
     images_runtime.check_images(_images_of(topo))
     scenarios = [*lab.DEFAULT_SCENARIOS, "hang-prober"]
-    results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path)  # logs stay on failure
+    results = lab.run_drill(topo, images_runtime, scenarios, workdir=tmp_path,  # logs stay on failure
+                            on_up=_in_the_lab_cgroup)
     print("\n" + _table(results))
     _check(results, scenarios)
     assert not images_runtime.ids, "the lab left containers behind"
@@ -216,7 +242,7 @@ def test_host_runtime_same_configs(tmp_path: Path, no_leftovers: None) -> None:
     _require("host")
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
     scenarios = ["kill-haproxy", "hang-haproxy", "pull-cable"]
-    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path)
+    results = lab.run_drill(topo, lab.HostRuntime(), scenarios, workdir=tmp_path, on_up=_in_the_lab_cgroup)
     print("\n" + _table(results))
     _check(results, scenarios)
 

@@ -12,9 +12,14 @@ VIP:port at a bounded rate and ``ip -ts monitor address`` records every VIP add 
 says how long the VIP took to move, how many client requests failed, how many extra moves (flaps) happened
 and whether two connected nodes ever held the VIP at once.
 
-Modules, one way up: base (LabError, constants, process helpers) <- topology <- runtimes, monitor <- harness
-(the running Lab) <- report (measurements) <- scenarios (break, observe, restore, judge); clients holds what
-runs inside the namespaces, ``python -m kubeha.lab apiserver|client|watch ...``.
+When the serving haproxy marks a stopped apiserver down is asked of its runtime API (a stats socket that only
+the lab adds to its copy of haproxy.cfg).
+
+Everything the lab starts runs in one cgroup per run, weighted above the machine's other work (lab/cgroup.py).
+
+Modules, one way up: base (LabError, constants, process helpers) <- topology, haproxy_api, cgroup <- runtimes,
+monitor <- harness (the running Lab) <- report (measurements) <- scenarios (break, observe, restore, judge); clients
+holds what runs inside the namespaces, ``python -m kubeha.lab apiserver|client|watch ...``.
 """
 
 from kubeha.lab.base import LAB_NET, LAB_PREFIX, RUNTIMES, LabError, NodeFiles, require_tools

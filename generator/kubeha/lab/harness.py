@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubeha.lab import haproxy_api
 from kubeha.lab.base import (
+    HAPROXY_CFG,
     LAB_PREFIX,
     LabError,
     alive,
@@ -30,7 +32,8 @@ from kubeha.lab.base import (
     stopped,
     wait_for,
 )
-from kubeha.lab.monitor import ServerLog, VipMonitor
+from kubeha.lab.cgroup import LabCgroup
+from kubeha.lab.monitor import ServerWatch, VipMonitor
 from kubeha.lab.runtimes import Runtime
 from kubeha.lab.topology import Topology, container_specs
 
@@ -60,17 +63,22 @@ class Lab:
         self.client_ns = f"{self.token}-client"
         self.nodes = {m.name: NodeState(m.name, f"{self.token}-{m.name}", f"v{i}", workdir / m.name / "root")
                       for i, m in enumerate(topo.masters)}
-        self.monitor = VipMonitor(str(topo.vip))
-        self.server_log = ServerLog()
+        self.cgroup = LabCgroup(self.token)  # what the lab starts runs in it, above the machine's other work
+        self.monitor = VipMonitor(str(topo.vip), self.cgroup.wrap)
         self.namespaces: list[str] = []
         self.cert: tuple[Path, Path] | None = None
         self.specs = {m.name: container_specs(m) for m in topo.masters}
         self._apiserver_procs: list[subprocess.Popen[bytes]] = []
+        self._tmpfs: list[Path] = []  # each node's /run
 
     # ----- bring-up
 
     def up(self) -> None:
         """Build the network, start every daemon and wait for one VIP holder."""
+        self.cgroup.create()
+        if not self.cgroup.active:
+            print(f"lab: no CPU weight for the lab ({self.cgroup.problem}); other work on this machine can "
+                  "delay its adverts and checks", file=sys.stderr)
         self.cert = make_cert(self.workdir)
         self._network()
         for node in self.nodes.values():
@@ -104,12 +112,17 @@ class Lab:
             run_cmd(["ip", "-n", ns, "link", "set", ifname, "up"])
 
     def _write_root(self, node: NodeState) -> None:
-        """Lay the node's generated files out under its root, with their modes, owned by root."""
+        """Lay the node's generated files out under its root, with their modes, owned by root.
+
+        haproxy.cfg gets the lab's stats socket (lab/haproxy_api.py), the one line the lab adds to what
+        kubeha generates: it is how the lab reads haproxy's verdict on each apiserver.
+        """
         master = self.topo.master(node.name)
+        self._run_tmpfs(node)
         for path, data in master.files.items():
             dest = node.root / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            dest.write_bytes(data)
+            dest.write_bytes(haproxy_api.add_stats_socket(data) if path.endswith("/" + HAPROXY_CFG) else data)
             os.chmod(dest, master.modes.get(path, 0o644))
         for spec in self.specs[node.name]:
             for m in spec.mounts:  # a hostPath the user-data does not write (e.g. a log dir): an empty dir
@@ -121,13 +134,38 @@ class Lab:
                 # keepalived's script security refuses group/other-writable dirs; others only read
                 os.chmod(d, 0o755)  # noqa: S103
 
+    def _run_tmpfs(self, node: NodeState) -> None:
+        """Back the node's /run with a tmpfs, as on a node.
+
+        The prober's verdict (a hostPath under /run) is renamed every second and keepalived's check reads its
+        age; on the lab machine's disk, a journal stalled by other work's I/O held both for seconds and faulted
+        every node at once.
+        """
+        if not any(m.host_path.startswith("/run/") for spec in self.specs[node.name] for m in spec.mounts):
+            return
+        run = node.root / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        run_cmd(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", f"{self.token}-run", str(run)])
+        self._tmpfs.append(run)
+
+    def blind_keepalived(self) -> list[str]:
+        """Nodes whose keepalived could not watch its track file (it then ignores the prober's verdict)."""
+        blind = []
+        for name in self.nodes:
+            log = self.workdir / name / "keepalived-keepalived.log"
+            if log.exists() and "Unable to monitor track files" in log.read_text(errors="replace"):
+                limit = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+                blind.append(f"keepalived on {name} cannot watch its track file (inotify instances exhausted? "
+                             f"fs.inotify.max_user_instances={limit}, shared by every process of the user)")
+        return blind
+
     def start_apiserver(self, name: str) -> None:
         """Start the stand-in apiserver of a node."""
         assert self.cert
         node = self.nodes[name]
         addr = self.topo.master(name).address
-        argv = ["ip", "netns", "exec", node.ns, sys.executable, "-m", "kubeha.lab", "apiserver", str(addr),
-                str(self.topo.api_port), str(self.cert[0]), str(self.cert[1]), name]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", node.ns, sys.executable, "-m", "kubeha.lab", "apiserver",
+                                 str(addr), str(self.topo.api_port), str(self.cert[0]), str(self.cert[1]), name])
         with open(self.workdir / name / "apiserver.log", "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._apiserver_procs.append(proc)
@@ -140,9 +178,8 @@ class Lab:
         for spec in self.specs[name]:
             if spec.pod in pods:
                 log = self.workdir / name / f"{spec.pod}-{spec.name}.log"
-                if spec.pod == "haproxy":
-                    self.server_log.follow(name, str(log))
-                node.containers[f"{spec.pod}/{spec.name}"] = self.runtime.start(node.ns, node.root, spec, log)
+                pid = self.runtime.start(node.ns, node.root, spec, log, self.cgroup)
+                node.containers[f"{spec.pod}/{spec.name}"] = pid
 
     def _pids(self, name: str, pod: str, container: str | None) -> dict[str, int]:
         """{"pod/container": main PID} of one pod's containers (or of one of them)."""
@@ -177,6 +214,21 @@ class Lab:
         for pid in self._pids(name, pod, container).values():
             for child in [pid, *descendants(pid)]:
                 kill_pid(child, signal.SIGCONT)
+
+    def server_watch(self, name: str, server: str, timeout: float) -> ServerWatch:
+        """Watch what ``name``'s haproxy thinks of apiserver ``server``: waits until it is up, then polls.
+
+        The socket path follows the haproxy container that runs when asked (a restarted one has a new PID).
+        """
+        def path() -> str:
+            pids = list(self._pids(name, "haproxy", None).values())
+            if len(pids) != 1:
+                raise LabError(f"{name}: {len(pids)} haproxy containers running, not one")
+            return haproxy_api.socket_path(pids[0])
+
+        watch = ServerWatch(path, server)
+        watch.start(timeout)
+        return watch
 
     def cpu_seconds(self, name: str, pod: str, container: str) -> float:
         """CPU time (user + system, children included) a container's main process has used so far."""
@@ -266,15 +318,15 @@ class Lab:
 
     def client(self, duration: float, rate: float, out: Path) -> subprocess.Popen[bytes]:
         """Start the client in its namespace: new TLS connections to VIP:port, bounded in rate and time."""
-        argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "client",
-                str(self.topo.vip), str(self.topo.lb_port), str(rate), str(duration)]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "client",
+                                 str(self.topo.vip), str(self.topo.lb_port), str(rate), str(duration)])
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
     def watch(self, duration: float, out: Path) -> subprocess.Popen[bytes]:
         """Start a long-lived TLS watch through VIP:port in the client namespace (reconnects when it breaks)."""
-        argv = ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "watch",
-                str(self.topo.vip), str(self.topo.lb_port), str(duration)]
+        argv = self.cgroup.wrap(["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "kubeha.lab", "watch",
+                                 str(self.topo.vip), str(self.topo.lb_port), str(duration)])
         with open(out, "wb") as fh:
             return subprocess.Popen(argv, stdout=fh, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
@@ -283,7 +335,6 @@ class Lab:
     def down(self) -> None:
         """Tear everything down: processes in the lab namespaces (by PID), containers, namespaces, files."""
         self.monitor.stop()
-        self.server_log.stop()
         for node in self.nodes.values():
             for pid in pids_in_netns(node.ns):
                 kill_pid(pid, signal.SIGCONT)
@@ -298,3 +349,11 @@ class Lab:
         for ns in reversed(self.namespaces):
             run_cmd(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
+        for run in self._tmpfs:
+            if run_cmd(["umount", str(run)], check=False).returncode != 0:
+                run_cmd(["umount", "-l", str(run)], check=False)
+        self._tmpfs.clear()
+        left = self.cgroup.remove()
+        if left:
+            print(f"lab: cgroups left behind (processes still in them): {', '.join(map(str, left))}",
+                  file=sys.stderr)

@@ -1,22 +1,23 @@
 """What the lab watches while it runs: the VIP's moves, and haproxy's verdicts on the apiservers.
 
 The VIP's add/delete events on every node come from one ``ip -ts monitor address`` per node namespace;
-when each node's haproxy marks an apiserver down or up comes from its log.
+when the serving haproxy marks an apiserver down comes from haproxy's runtime API (lab/haproxy_api.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from kubeha.lab.base import kill_pid, run_cmd
+from kubeha.lab import haproxy_api
+from kubeha.lab.base import LabError, kill_pid, run_cmd, wait_for
 
 
 @dataclass
@@ -31,8 +32,8 @@ class VipEvent:
 class VipMonitor:
     """One ``ip -ts monitor address`` per node namespace; keeps the VIP's add/delete events."""
 
-    def __init__(self, vip: str) -> None:
-        self.vip = vip
+    def __init__(self, vip: str, wrap: Callable[[Sequence[str]], list[str]] = list) -> None:
+        self.vip, self.wrap = vip, wrap  # wrap: how to start a monitor (in the lab's cgroup)
         self.events: list[VipEvent] = []
         self.holders: set[str] = set()
         self.procs: dict[str, subprocess.Popen[str]] = {}
@@ -41,7 +42,7 @@ class VipMonitor:
 
     def watch(self, node: str, ns: str) -> None:
         """Start watching a node (also records whether it holds the VIP right now)."""
-        proc = subprocess.Popen(["ip", "-n", ns, "-ts", "monitor", "address"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen(self.wrap(["ip", "-n", ns, "-ts", "monitor", "address"]), stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
         self.procs[node] = proc
         threading.Thread(target=self._read, args=(node, proc), daemon=True).start()
@@ -93,75 +94,60 @@ class VipMonitor:
                 proc.wait(timeout=5)
 
 
-@dataclass
-class ServerEvent:
-    """A node's haproxy logged that it marked a backend server (an apiserver) DOWN or UP."""
+class ServerWatch:
+    """Asks one haproxy's runtime API, every ``interval`` s, for a server's state until it reports it down.
 
-    t: float  # when the lab read the line (within one poll of haproxy writing it)
-    node: str  # whose haproxy
-    server: str  # the apiserver's name (its master's)
-    down: bool
-
-
-class ServerLog:
-    """Follows each node's haproxy log (polled every ``poll`` s) for ``Server <backend>/<name> is DOWN|UP``.
-
-    haproxy logs a server's state change when its checks (or ``observe layer4``) mark it; the lab keeps
-    when each line appeared, which is how long the node's haproxy took to stop sending clients there.
+    The state is haproxy's own and stays until a check changes it, so a mark-down cannot be missed. ``start``
+    first waits (bounded) until the server is reported up, so the fault begins from a server haproxy uses;
+    polling then ends on the event. ``down_at`` is when the first answer saying "down" arrived and
+    ``up_until`` when the last one saying "up" was asked: haproxy marked it down in between (an interval no
+    longer than one poll, ``interval`` plus the socket's round trip).
     """
 
-    _pattern = re.compile(r"^Server \S+/(\S+) is (DOWN|UP)\b")
-
-    def __init__(self, poll: float = 0.02) -> None:
-        self.poll = poll
-        self.events: list[ServerEvent] = []
-        self.files: dict[str, tuple[str, int]] = {}  # path -> (node, offset read so far)
-        self.lock = threading.Lock()
+    def __init__(self, path: Callable[[], str], server: str, interval: float = 0.01) -> None:
+        self.path, self.server, self.interval = path, server, interval
+        self.down_at: float | None = None
+        self.up_until: float | None = None
+        self.polls = 0
+        self.errors: list[str] = []  # answers that could not be had (the last few)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def follow(self, node: str, path: str) -> None:
-        """Follow a node's haproxy log from its current end (idempotent: a restarted haproxy appends)."""
+    def state(self) -> int | None:
+        """The server's ``srv_op_state`` now, or None when haproxy does not answer (or has no such server)."""
         try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
-        with self.lock:
-            self.files.setdefault(path, (node, size))
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+            return haproxy_api.server_states(self.path()).get(self.server)
+        except (OSError, LabError) as exc:
+            self.errors = [*self.errors[-4:], f"{type(exc).__name__}: {exc}"]
+            return None
+
+    def start(self, timeout: float) -> None:
+        """Wait until haproxy reports the server up (LabError after ``timeout``), then poll in the background."""
+        wait_for(lambda: self.state() == haproxy_api.SRV_RUNNING, timeout,
+                 f"haproxy to report {self.server} up (last errors: {self.errors or 'none'})")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll):
-            with self.lock:
-                files = dict(self.files)
-            for path, (node, offset) in files.items():
-                try:
-                    with open(path, "rb") as fh:
-                        fh.seek(offset)
-                        data = fh.read()
-                except OSError:
-                    continue
-                complete = data[: data.rfind(b"\n") + 1]
-                if not complete:
-                    continue
-                now = time.time()
-                found = [m for line in complete.decode(errors="replace").splitlines()
-                         if (m := self._pattern.match(line))]
-                with self.lock:
-                    self.files[path] = (node, offset + len(complete))
-                    self.events += [ServerEvent(now, node, m.group(1), m.group(2) == "DOWN") for m in found]
+        while not self._stop.is_set():
+            asked = time.time()
+            state = self.state()
+            self.polls += 1
+            if state == haproxy_api.SRV_STOPPED:
+                self.down_at = time.time()
+                return
+            if state is not None:
+                self.up_until = asked
+            self._stop.wait(self.interval)
 
-    def first_down(self, node: str, server: str, start: float, end: float) -> float | None:
-        """When ``node``'s haproxy first marked ``server`` down in [start, end), or None."""
-        with self.lock:
-            times = [e.t for e in self.events if e.node == node and e.server == server and e.down
-                     and start <= e.t < end]
-        return min(times) if times else None
-
-    def stop(self) -> None:
-        """Stop following."""
+    def stop(self) -> float | None:
+        """Stop polling (if it has not seen the event yet); return ``down_at``."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=5)
+        return self.down_at
+
+    def summary(self) -> dict[str, object]:
+        """What the watch saw, for the lab's logs."""
+        return {"server": self.server, "down_at": self.down_at, "up_until": self.up_until, "polls": self.polls,
+                "errors": self.errors}

@@ -21,7 +21,9 @@ class Phase:
     watch_gap: float | None = 0.0  # longest time the watch went without events (0: unbroken, None: never back)
     watch_breaks: int = 0  # how often the watch connection broke
     blips: int = 0  # interim holders that yielded within VRRP's convergence time (not moves, not flaps)
-    marked_down_in: float | None = None  # seconds until the serving haproxy marked the stopped apiserver down
+    # seconds until the serving haproxy marked the stopped apiserver down: its runtime API's first answer saying
+    # so (asked every 10 ms from the fault on, so at most one poll late)
+    marked_down_in: float | None = None
 
 
 @dataclass
@@ -65,10 +67,11 @@ def watch_gaps(watch: list[dict[str, Any]], start: float, end: float) -> tuple[f
 
 def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list[dict[str, Any]],
                   watch: list[dict[str, Any]] | None = None, tolerance: float = 0.0,
-                  stopped_apiserver: str | None = None) -> Phase:
+                  marked_down: float | None = None) -> Phase:
     """Measure one phase from the VIP events, the client's samples and the watch's events in [start, end).
 
-    With ``stopped_apiserver``, also when the haproxy that serves the VIP (the holder's) marked it down.
+    ``marked_down``: when the haproxy that serves the VIP (the holder's) was seen to mark the stopped
+    apiserver down (monitor.ServerWatch); counted only inside the phase.
     """
     events = [e for e in lab.monitor.since(start) if e.t < end]
     added = [e for e in events if e.added and e.node != holder]
@@ -76,7 +79,7 @@ def measure_phase(lab: Lab, holder: str, start: float, end: float, samples: list
     window = [s for s in samples if start <= s["t"] < end]
     held = lab.monitor.holders_at(end)
     gap, breaks = watch_gaps(watch or [], start, end)
-    down = lab.server_log.first_down(holder, stopped_apiserver, start, end) if stopped_apiserver else None
+    down = marked_down if marked_down is not None and start <= marked_down < end else None
     return Phase(round(added[0].t - start, 3) if added else None, moves,
                  sum(1 for s in window if not s["ok"]), len(window), sole(held), gap, breaks, blips,
                  round(down - start, 3) if down is not None else None)

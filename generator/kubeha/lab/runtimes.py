@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kubeha.lab.base import CTR_NAMESPACE, LabError, kill_pid, run_cmd
+from kubeha.lab.cgroup import LabCgroup
 from kubeha.lab.topology import ContainerSpec, Mount
 
 
@@ -21,8 +22,8 @@ class Runtime:
 
     name = "base"
 
-    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path) -> int:
-        """Start a container and return the PID of its main process."""
+    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path, cgroup: LabCgroup | None = None) -> int:
+        """Start a container (in the lab's ``cgroup`` when given) and return the PID of its main process."""
         raise NotImplementedError
 
     def remove(self, ns: str, spec: ContainerSpec) -> None:
@@ -40,8 +41,8 @@ class HostRuntime(Runtime):
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path) -> int:
-        """Start the container's command with `ip netns exec` + `unshare --mount`."""
+    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path, cgroup: LabCgroup | None = None) -> int:
+        """Start the container's command with `ip netns exec` + `unshare --mount` (in the lab's helpers cgroup)."""
         script = ["set -e", "mount -t tmpfs -o mode=0755 lab-run /run"]
         for m in spec.mounts:  # under the fresh /run: make the mount point (a directory, or a file)
             if m.container_path.startswith("/run/"):
@@ -60,6 +61,7 @@ class HostRuntime(Runtime):
         script.append('exec "$@"')
         argv = ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "--",
                 "sh", "-c", "\n".join(script), "sh", *spec.argv]
+        argv = cgroup.wrap(argv) if cgroup else argv
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **dict(spec.env)}
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -140,11 +142,13 @@ exec {shlex.quote(runc)} "$@"
     def _id(self, ns: str, spec: ContainerSpec) -> str:
         return f"{ns}-{spec.pod}-{spec.name}"
 
-    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path) -> int:
+    def start(self, ns: str, root: Path, spec: ContainerSpec, log: Path, cgroup: LabCgroup | None = None) -> int:
         """`ctr run -d` the container in the node's network namespace, as kubelet would with hostNetwork."""
         cid, pidfile = self._id(ns, spec), log.with_suffix(".pid")
         args = ["run", "-d", "--with-ns", f"network:/run/netns/{ns}", "--pid-file", str(pidfile),
                 "--log-uri", f"file://{log}", "--runc-binary", str(self._runc_wrapper(log.parent.parent))]
+        path = cgroup.container_path(cid) if cgroup else None
+        args += ["--cgroup", path] if path else []
         for m in spec.mounts:
             src, mode = root / m.host_path.lstrip("/"), "ro" if m.read_only else "rw"
             args += ["--mount", f"type=bind,src={src},dst={m.container_path},options=rbind:{mode}"]

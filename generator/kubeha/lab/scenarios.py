@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kubeha.lab.base import LabError, kill_pid, wait_for
 from kubeha.lab.harness import Lab
+from kubeha.lab.monitor import ServerWatch
 from kubeha.lab.report import Result, measure_phase, sole, two_holders
 from kubeha.lab.runtimes import Runtime
 from kubeha.lab.topology import Topology
@@ -96,15 +97,19 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
     watch_out = lab.workdir / f"watch-{scenario.name}.jsonl"
     client = lab.client(budget, timing.rate, out)
     watcher = lab.watch(budget, watch_out)
+    server_watch: ServerWatch | None = None
     try:
         wait_for(lambda: out.stat().st_size > 0, 10, "the client's first request")
         wait_for(lambda: b'"up"' in watch_out.read_bytes(), 10, "the watch's first event")
         time.sleep(0.5)
+        if scenario.stops_apiserver:  # from a server the serving haproxy uses (a restore's rise checks may run)
+            server_watch = lab.server_watch(holder, target, timing.move_timeout)
         t0 = time.time()
         scenario.breaks(lab, target)
         _wait_move(lab, holder, t0, timing.move_timeout if scenario.moves else timing.settle)
         time.sleep(timing.settle)
         t1 = time.time()
+        marked_down = server_watch.stop() if server_watch else None
         holder_mid = sole(lab.monitor.current())
         healthy_end = holder_mid is not None and lab.healthy(holder_mid)
         scenario.restores(lab, target)
@@ -113,20 +118,22 @@ def run_scenario(lab: Lab, scenario: Scenario, timing: Timing) -> Result:
             lab.wait_single_holder(timeout=timing.move_timeout)
         t2 = time.time()
     finally:
+        if server_watch:
+            server_watch.stop()
+            (lab.workdir / f"server-watch-{scenario.name}.json").write_text(json.dumps(server_watch.summary()))
         for proc in (client, watcher):
             kill_pid(proc.pid, signal.SIGTERM)
         for proc in (client, watcher):
             proc.wait(timeout=10)
     samples = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     watch = [json.loads(line) for line in watch_out.read_text().splitlines() if line.startswith("{")]
-    stopped = target if scenario.stops_apiserver else None
-    fault = measure_phase(lab, holder, t0, t1, samples, watch, timing.blip_tolerance, stopped)
+    fault = measure_phase(lab, holder, t0, t1, samples, watch, timing.blip_tolerance, marked_down)
     restore = measure_phase(lab, holder_mid or holder, t1, t2, samples, watch, timing.blip_tolerance)
     count, overlap = two_holders(lab, t0, t2, timing.split_tolerance)
     flaps = max(0, fault.moves - int(bool(scenario.moves))) + max(0, restore.moves - 1)
     result = Result(scenario.name, target, holder, fault, restore, flaps, count, round(overlap * 1000, 1),
                     healthy_end)
-    result.problems = verdict(scenario, result, timing)
+    result.problems = verdict(scenario, result, timing) + lab.blind_keepalived()
     return result
 
 
