@@ -33,17 +33,11 @@ srv_agent_addr srv_agent_port
 """
 
 
-def test_the_lab_adds_one_stats_socket_line_to_the_generated_config() -> None:
+def test_the_generated_config_declares_the_socket_the_lab_asks() -> None:
     topo = lab.topology(lab.files_from_inventory(EXAMPLE))
-    path, cfg = topo.masters[0].find("haproxy.cfg")
-    assert b"stats socket" not in cfg, "users get no stats socket: only the lab adds one"
-    added = haproxy_api.add_stats_socket(cfg).decode().splitlines(keepends=True)
-    original = cfg.decode().splitlines(keepends=True)
-    at = original.index("global\n") + 1
-    assert added == [*original[:at], haproxy_api.STATS_LINE, *original[at:]]
-    assert "level user" in haproxy_api.STATS_LINE and haproxy_api.STATS_SOCKET.startswith("/run/")
-    with pytest.raises(lab.LabError, match="no global section"):
-        haproxy_api.add_stats_socket(b"defaults\n    mode tcp\n")
+    _path, cfg = topo.masters[0].find("haproxy.cfg")
+    sockets = [line.split() for line in cfg.decode().splitlines() if line.strip().startswith("stats socket")]
+    assert sockets == [["stats", "socket", haproxy_api.STATS_SOCKET, "mode", "600", "level", "user"]]
 
 
 def test_servers_state_is_read_by_the_header_names() -> None:

@@ -1,4 +1,4 @@
-"""haproxy's runtime API in the lab: the stats socket the lab adds to its copy of haproxy.cfg, and its answers.
+"""haproxy's runtime API in the lab: the read-only stats socket kubeha's haproxy.cfg declares, and its answers.
 
 What a node's haproxy thinks of each apiserver is state, kept by haproxy until a check changes it; the lab
 asks for it (``show servers state``) instead of following haproxy's log for a "Server ... is DOWN" line. A
@@ -7,9 +7,8 @@ cannot take; a line logged before the lab's window, when the server was still do
 restore, reads as "never marked down"), and the lab could only time it when it read the file. State cannot be
 missed, and the lab can first check that the server is up before it breaks it.
 
-The socket is the lab's own addition: the generated haproxy.cfg has none, and users' nodes keep exactly what
-kubeha generates. It lives in the container's own /run (the image's, or the host runtime's private tmpfs), so
-the pod needs no extra mount; the lab reaches it as ``/proc/<haproxy's PID>/root/...``.
+The socket is the one kubeha's haproxy.cfg declares for operators (read-only, ``level user``, root's only) in
+the container's own /run, so the pod needs no extra mount; the lab reaches it as ``/proc/<haproxy's PID>/root/...``.
 """
 
 from __future__ import annotations
@@ -18,21 +17,10 @@ import socket
 
 from kubeha.lab.base import LabError
 
-#: where haproxy binds the lab's stats socket, inside the haproxy container
-STATS_SOCKET = "/run/kubeha-lab-haproxy.sock"
-#: ``level user``: read-only commands (``show ...``), nothing that changes haproxy
-STATS_LINE = f"    stats socket {STATS_SOCKET} mode 600 level user  # added by the kubeha lab, not generated\n"
+#: where haproxy binds its runtime API inside the haproxy container (templates/etc/haproxy/haproxy.cfg.j2)
+STATS_SOCKET = "/run/kubeha-haproxy.sock"
 #: ``srv_op_state`` of ``show servers state`` (haproxy's enum srv_state): 0 = stopped, the server is down
 SRV_STOPPED, SRV_STARTING, SRV_RUNNING, SRV_STOPPING = range(4)
-
-
-def add_stats_socket(cfg: bytes) -> bytes:
-    """The generated haproxy.cfg with the lab's stats socket as the first line of its global section."""
-    lines = cfg.decode().splitlines(keepends=True)
-    at = next((i for i, line in enumerate(lines) if line.split("#", 1)[0].split() == ["global"]), None)
-    if at is None:
-        raise LabError("haproxy.cfg has no global section for the lab's stats socket")
-    return "".join([*lines[: at + 1], STATS_LINE, *lines[at + 1:]]).encode()
 
 
 def socket_path(pid: int) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from kubeha.lab import haproxy_api
 from kubeha.lab.base import (
-    HAPROXY_CFG,
     LAB_PREFIX,
     LabError,
     alive,
@@ -122,7 +121,7 @@ class Lab:
         for path, data in master.files.items():
             dest = node.root / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            dest.write_bytes(haproxy_api.add_stats_socket(data) if path.endswith("/" + HAPROXY_CFG) else data)
+            dest.write_bytes(data)
             os.chmod(dest, master.modes.get(path, 0o644))
         for spec in self.specs[node.name]:
             for m in spec.mounts:  # a hostPath the user-data does not write (e.g. a log dir): an empty dir
