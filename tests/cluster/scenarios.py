@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.lab import ClusterLab, poll
+from cluster.lab import ClusterLab
+from cluster.node_access import poll
 from kubeha.lab.base import LabError, wait_for
 from kubeha.lab.monitor import VipMonitor
 

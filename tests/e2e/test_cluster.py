@@ -18,7 +18,8 @@ import pytest
 
 from cluster import versions
 from cluster.bringup import bring_up
-from cluster.lab import VIP, ClusterLab, poll
+from cluster.lab import VIP, ClusterLab
+from cluster.node_access import poll
 from e2e.daemons import Daemon
 from e2e.guest import require_root
 
