@@ -78,11 +78,18 @@ def test_haproxy_sees_three_healthy_apiservers(cluster: ClusterLab) -> None:
 
 def test_kubehas_prober_reads_a_real_readyz(cluster: ClusterLab) -> None:
     """The prober in every keepalived pod asks haproxy's /readyz (at least one real apiserver passing haproxy's
-    checks) and keeps its verdict fresh: 0, healthy, on every master."""
-    for name in cluster.nodes:
-        assert cluster.read_file(name, "/run/kubeha/haproxy-verdict") == b"0\n", name
-        age = cluster.exec(name, "sh", "-c", "echo $(( $(date +%s) - $(stat -c %Y /run/kubeha/haproxy-verdict) ))")
-        assert int(age) <= 2, (name, age)
+    checks) and keeps its verdict fresh: 0, healthy, on every master (waited for, bounded: on 2 cores a probe
+    slower than the fast profile's 100 ms faults a node for a moment)."""
+    seen: dict[str, tuple[bytes, str]] = {}
+
+    def healthy() -> bool:
+        for name in cluster.nodes:
+            verdict = cluster.read_file(name, "/run/kubeha/haproxy-verdict")
+            age = cluster.exec(name, "sh", "-c", "echo $(( $(date +%s) - $(stat -c %Y /run/kubeha/haproxy-verdict) ))")
+            seen[name] = (verdict, age.strip())
+        return all(v == b"0\n" and int(a) <= 2 for v, a in seen.values())
+
+    poll(healthy, 60, lambda: f"every master's prober verdict 0 and at most 2 s old (last: {seen})")
 
 
 def test_kill_haproxy_on_the_holder_reads_come_back(cluster: ClusterLab, tmp_path: Path) -> None:
