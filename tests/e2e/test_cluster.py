@@ -80,14 +80,14 @@ def test_kubehas_prober_reads_a_real_readyz(cluster: ClusterLab) -> None:
     """The prober in every keepalived pod asks haproxy's /readyz (at least one real apiserver passing haproxy's
     checks) and keeps its verdict fresh: 0, healthy, on every master (waited for, bounded: on 2 cores a probe
     slower than the fast profile's 100 ms faults a node for a moment)."""
-    seen: dict[str, tuple[bytes, str]] = {}
+    seen: dict[str, list[str]] = {}
+    # read in the node (`docker cp` cannot see into the node's /run, a tmpfs): the verdict and its age in seconds
+    script = "f=/run/kubeha/haproxy-verdict; echo $(cat $f) $(( $(date +%s) - $(stat -c %Y $f) ))"
 
     def healthy() -> bool:
         for name in cluster.nodes:
-            verdict = cluster.read_file(name, "/run/kubeha/haproxy-verdict")
-            age = cluster.exec(name, "sh", "-c", "echo $(( $(date +%s) - $(stat -c %Y /run/kubeha/haproxy-verdict) ))")
-            seen[name] = (verdict, age.strip())
-        return all(v == b"0\n" and int(a) <= 2 for v, a in seen.values())
+            seen[name] = cluster.exec(name, "sh", "-c", script, check=False).split()
+        return all(len(v) == 2 and v[0] == "0" and int(v[1]) <= 2 for v in seen.values())
 
     poll(healthy, 60, lambda: f"every master's prober verdict 0 and at most 2 s old (last: {seen})")
 
