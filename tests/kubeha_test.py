@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,15 @@ def unpack(user_data: bytes | str, root: Path) -> dict[str, Path]:
         dest.chmod(int(entry["permissions"], 8))
         out[entry["path"]] = dest
     return out
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
+    """Every path under ``root``: its mode, size and content hash (a link: its target), to assert "nothing
+    changed on disk"."""
+    seen = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        what = os.readlink(p) if stat.S_ISLNK(st.st_mode) else \
+            hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+        seen[str(p.relative_to(root))] = (stat.filemode(st.st_mode), st.st_size, what)
+    return seen

@@ -12,11 +12,9 @@ of the installer over kubeha's, or skips the install, or the build host runs out
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,21 +23,12 @@ import pytest
 from typer.testing import CliRunner
 
 from kubeha.cli.main import app
-from kubeha_test import EXAMPLES
+from kubeha_test import EXAMPLES, snapshot
 from test_bundle import make_docker_archive
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture
 
 IGN = '{"ignition":{"version":"3.3.0"},"storage":{"%s":[%s]}}'
 
-
-def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
-    seen = {}
-    for p in sorted(root.rglob("*")):
-        st = p.lstat()
-        what = os.readlink(p) if stat.S_ISLNK(st.st_mode) else \
-            hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
-        seen[str(p.relative_to(root))] = (stat.filemode(st.st_mode), st.st_size, what)
-    return seen
 
 
 def _cc(*paths: str, extra: str = "") -> bytes:

@@ -11,9 +11,7 @@ nothing changed on disk:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,20 +24,10 @@ from kubeha.bundle.pack import pack_inventory
 from kubeha.cli.main import app
 from kubeha.errors import InvalidInput
 from kubeha.recipe import load_recipe
-from kubeha_test import EXAMPLES, staged_inventory
+from kubeha_test import EXAMPLES, snapshot, staged_inventory
 from test_bundle import REFS, make_docker_archive
 from test_recipe import GOOD, _recipe
 from test_signing import Keys, gpg_keys  # noqa: F401 - session fixture
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
-    seen = {}
-    for p in sorted(root.rglob("*")):
-        st = p.lstat()
-        what = os.readlink(p) if stat.S_ISLNK(st.st_mode) else \
-            hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
-        seen[str(p.relative_to(root))] = (stat.filemode(st.st_mode), st.st_size, what)
-    return seen
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -12,6 +12,7 @@ refuses to boot on a cgroup v1 host; Debian 12's systemd 252 boots there, like t
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -41,8 +42,12 @@ NODE_MASKED = (
 )
 
 
+@functools.cache
 def k8s_bin_dir() -> Path:
-    """The directory of binaries k8s/build.py made for the current lock (built first when missing)."""
+    """The directory of binaries k8s/build.py made for the current lock (built first when missing).
+
+    Once per process: `build` checks every binary's sha256 against the lock (820 MB read), and the node tree,
+    the images and the lab each ask."""
     build = [str(REPO / "k8s" / "build.py")]
     gt.run(["python3", *build, "build"])
     out = subprocess.run(["python3", *build, "path"], capture_output=True, text=True, check=True)
