@@ -26,7 +26,7 @@ from kubeha.bundle.keylist import (
     format_key_list,
     parse_key_list,
 )
-from kubeha.bundle.signing import Signer, SigningError, _gpg
+from kubeha.bundle.signing import Signer, SigningError, gpg_for
 from kubeha.errors import InvalidInput, Location, Problem
 from kubeha.statefiles import replace_at
 
@@ -67,7 +67,7 @@ def kept_version(inventory: Path) -> int:
 
 def _fingerprint(home: Path, key: str) -> str:
     """The one public key matching ``key`` in ``home`` -> its primary fingerprint."""
-    keys = _gpg(home).list_keys(keys=[key])
+    keys = gpg_for(home).list_keys(keys=[key])
     if len(keys) != 1:
         raise SigningError(f"{'no public key' if not keys else f'{len(keys)} public keys'} matching {key!r} in "
                            f"{home} (gpg --import the signing key's public key there first)")
@@ -100,7 +100,7 @@ def certify(inventory: Path, cluster_id: str, root: Signer, keys: list[str], day
     with tempfile.TemporaryDirectory(prefix="kubeha-certify-") as tmp:
         Path(tmp, KEYS).write_bytes(text)
         signature = root.sign_detached(Path(tmp, KEYS))
-    public = _gpg(root.gnupghome).export_keys(fprs, armor=True, minimal=True).encode()
+    public = gpg_for(root.gnupghome).export_keys(fprs, armor=True, minimal=True).encode()
     paths = list_paths(inventory)
     fd = os.open(inventory.parent if str(inventory.parent) else Path("."), os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -146,7 +146,7 @@ def root_fingerprints(root_keyring: Path) -> tuple[str, tuple[str, ...]]:
     """The armored public key(s) of ``root_keyring`` and their fingerprints (for the nodes' user-data)."""
     with tempfile.TemporaryDirectory(prefix="kubeha-root-") as home:
         os.chmod(home, 0o700)
-        gpg = _gpg(Path(home))
+        gpg = gpg_for(Path(home))
         try:
             result = gpg.import_keys(root_keyring.read_bytes())
         except OSError as exc:

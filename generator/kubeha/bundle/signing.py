@@ -52,7 +52,7 @@ class UnusableKeyError(SigningError):
     exit_code = ExitCode.SIGNATURE
 
 
-def _gpg(gnupghome: Path) -> gnupg.GPG:
+def gpg_for(gnupghome: Path) -> gnupg.GPG:
     """Return a GPG handle bound to ``gnupghome`` (never the user's default home)."""
     if not Path(gnupghome).is_dir():
         raise SigningError(f"GnuPG home {gnupghome} does not exist")
@@ -94,7 +94,7 @@ class Signer:
 
     def _key(self) -> dict[str, object]:
         """Find the secret key ``keyid`` or raise :class:`SigningError`."""
-        keys = _gpg(self.gnupghome).list_keys(secret=True, keys=[self.keyid])
+        keys = gpg_for(self.gnupghome).list_keys(secret=True, keys=[self.keyid])
         if len(keys) != 1:
             found = "no secret key" if not keys else f"{len(keys)} secret keys"
             raise SigningError(f"{found} matching {self.keyid!r} in {self.gnupghome}")
@@ -108,7 +108,7 @@ class Signer:
     def check_usable(self, at: int) -> None:
         """Raise :class:`UnusableKeyError` unless the key (and one signing-capable (sub)key) is valid at ``at``."""
         fpr = self.fingerprint()
-        pub: dict[str, Any] = _gpg(self.gnupghome).list_keys(keys=[fpr])[0]
+        pub: dict[str, Any] = gpg_for(self.gnupghome).list_keys(keys=[fpr])[0]
         now = int(time.time())
         why = _unusable(pub, at, now)
         if why:
@@ -127,7 +127,7 @@ class Signer:
 
     def export_public_key(self) -> str:
         """The armored public key (minimal export: no third-party signatures), deterministic text."""
-        text = _gpg(self.gnupghome).export_keys(self.fingerprint(), armor=True, minimal=True)
+        text = gpg_for(self.gnupghome).export_keys(self.fingerprint(), armor=True, minimal=True)
         if "BEGIN PGP PUBLIC KEY BLOCK" not in text:
             raise SigningError(f"cannot export the public key of {self.keyid!r}")
         return str(text)
@@ -156,7 +156,7 @@ class Signer:
         # loopback: the passphrase comes from here or nowhere (never a pinentry prompt on some terminal)
         extra = ["--faked-system-time", f"{at}!", "--digest-algo", "SHA256", "--pinentry-mode", "loopback"]
         with data.open("rb") as fh:
-            result = _gpg(self.gnupghome).sign_file(
+            result = gpg_for(self.gnupghome).sign_file(
                 fh, keyid=self.fingerprint(), passphrase=passphrase, detach=True, clearsign=False,
                 extra_args=extra,
             )
@@ -281,7 +281,7 @@ def verify_detached(signature: Path, data: Path, keyring: Path, *, extra: Path |
     check_armor(signature.read_bytes()[: 1 << 20], signature.name)
     with tempfile.TemporaryDirectory(prefix="kubeha-verify-") as home:
         os.chmod(home, 0o700)
-        gpg = _gpg(Path(home))
+        gpg = gpg_for(Path(home))
         pinned = _import_keyring(gpg, keyring)
         if extra is not None:
             pinned |= {f for f in gpg.import_keys(extra.read_bytes()).fingerprints if f}
