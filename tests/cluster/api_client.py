@@ -24,11 +24,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 TIMEOUT = 1.0
 WATCH_SILENCE = 1.0
+
+
+def read_ticks(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a running client has written so far (a line still being written is left for later)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def tls_context(kubeconfig: Path) -> tuple[ssl.SSLContext, str, int]:

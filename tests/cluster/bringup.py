@@ -48,11 +48,10 @@ def make_documents(workdir: Path, profile: str, masters: int) -> Path:
     return workdir / "isos"
 
 
-def timed(lab: ClusterLab, what: str, step: Callable[[], object]) -> object:
+def timed(lab: ClusterLab, what: str, step: Callable[[], object]) -> None:
     started = time.monotonic()
-    result = step()
+    step()
     lab.timings[what] = time.monotonic() - started
-    return result
 
 
 def prepare(dockerd: Daemon, workdir: Path, profile: str = "fast", masters: int = 3) -> ClusterLab:
@@ -90,16 +89,23 @@ def form_cluster(lab: ClusterLab) -> None:
 
 
 def bring_up(dockerd: Daemon, workdir: Path, profile: str = "fast", masters: int = 3) -> ClusterLab:
-    """A running cluster lab; the caller must call ``lab.down()`` (also when this raises: use try/finally)."""
+    """A running cluster lab; the caller must call ``lab.down()``. When bring-up fails, the nodes' journals and
+    container logs are kept under ``workdir/failed`` and the lab is torn down before the error is raised."""
     lab = prepare(dockerd, workdir, profile, masters)
     started = time.monotonic()
     try:
         lab.verdicts = boot(lab)
         form_cluster(lab)
         lab.timings["start to three apiservers behind the VIP"] = time.monotonic() - started
-    except BaseException as exc:
-        dumped = lab.dump(workdir / "failed")
+    except Exception as exc:
+        try:
+            where = f"each node's journal, containers and their logs: {lab.dump(workdir / 'failed')}"
+        except Exception as dump_error:  # noqa: BLE001 - the bring-up's error is the one to report
+            where = f"no logs: {dump_error}"
         if os.environ.get("KUBEHA_KEEP_CLUSTER") != "1":  # a debugging aid: leave the nodes up to look at
             lab.down()
-        raise LabError(f"{exc}\n(each node's journal, containers and their logs: {dumped})") from exc
+        raise LabError(f"{exc}\n({where})") from exc
+    except BaseException:  # Ctrl-C, SIGTERM in the bench: tear down and go on stopping
+        lab.down()
+        raise
     return lab

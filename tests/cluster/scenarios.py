@@ -12,7 +12,6 @@ long the watch heard nothing (its first event after its last break).
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cluster.api_client import read_ticks
 from cluster.lab import ClusterLab
 from cluster.node_access import poll
 from kubeha.lab.base import LabError, wait_for
@@ -95,7 +95,7 @@ def wait_whole(lab: ClusterLab, timeout: float = 300) -> None:
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_ticks(path)
 
 
 def _back(ticks: list[dict[str, Any]], fault_at: float) -> tuple[float, int]:
@@ -135,8 +135,7 @@ def run(lab: ClusterLab, monitor: VipMonitor, scenario: str, workdir: Path) -> R
     procs = [lab.reader(BASELINE + WINDOW + 1, files["read"], "read", 20),
              lab.reader(BASELINE + WINDOW + 1, files["write"], "write", 10),
              lab.reader(BASELINE + WINDOW + 1, files["watch"], "watch", 1)]
-    wait_for(lambda: any(t["ok"] for t in _lines(files["read"])) if files["read"].exists() else False, 10,
-             "a first good read through the VIP")
+    wait_for(lambda: any(t["ok"] for t in _lines(files["read"])), 10, "a first good read through the VIP")
     time.sleep(BASELINE)
     fault_at = time.time()
     _fault(lab, monitor, scenario)(holder)

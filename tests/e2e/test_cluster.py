@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cluster import versions
+from cluster.api_client import read_ticks
 from cluster.bringup import bring_up
 from cluster.lab import VIP, ClusterLab
 from cluster.node_access import poll
@@ -99,14 +100,14 @@ def test_kill_haproxy_on_the_holder_reads_come_back(cluster: ClusterLab, tmp_pat
     probe = cluster.reader(duration=25, out=reads)
 
     def good_reads() -> int:
-        return sum(1 for line in reads.read_text().splitlines() if json.loads(line)["ok"]) if reads.exists() else 0
+        return sum(1 for tick in read_ticks(reads) if tick["ok"])
 
     poll(lambda: good_reads() >= 20, 15, lambda: f"20 good reads through the VIP before the fault ({good_reads()})",
          0.1)
     fault_at = time.time()
     cluster.kill_pod_process(holder, "haproxy")
     probe.wait(timeout=60)
-    ticks = [json.loads(line) for line in (tmp_path / "reads.jsonl").read_text().splitlines()]
+    ticks = read_ticks(reads)
     before = [t for t in ticks if t["t"] < fault_at]
     assert before and all(t["ok"] for t in before[-10:]), "the API was not answering through the VIP before the fault"
     after = [t for t in ticks if t["t"] >= fault_at]
