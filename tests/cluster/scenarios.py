@@ -40,6 +40,7 @@ class Run:
     failed_writes: int
     watch_reconnect: float
     etcd_leader: bool
+    fault_at: float = 0.0  # when the fault was made (epoch seconds), for traces (bench/cluster_trace.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +109,9 @@ def _back(ticks: list[dict[str, Any]], fault_at: float) -> tuple[float, int]:
         return 0.0, 0
     last = max(t["t"] for t in failed)
     good = [t["t"] for t in ticks if t["ok"] and t["t"] > last]
-    return ((min(good) - fault_at) if good else float("inf")), len(failed)
+    # a request in flight at the fault failed, but a later one sent before the fault succeeded: new requests
+    # never stopped being served (0, not a negative time)
+    return (max(0.0, min(good) - fault_at) if good else float("inf")), len(failed)
 
 
 def _watch_back(events: list[dict[str, Any]], writes: list[dict[str, Any]], fault_at: float) -> float:
@@ -145,7 +148,7 @@ def run(lab: ClusterLab, monitor: VipMonitor, scenario: str, workdir: Path) -> R
     reads_back, failed_reads = _back(_lines(files["read"]), fault_at)
     writes_back, failed_writes = _back(_lines(files["write"]), fault_at)
     result = Run(scenario, holder, min(moved) if moved else None, reads_back, writes_back, failed_reads,
-                 failed_writes, _watch_back(_lines(files["watch"]), _lines(files["write"]), fault_at), leader)
+                 failed_writes, _watch_back(_lines(files["watch"]), _lines(files["write"]), fault_at), leader, fault_at)
     _restore(lab, scenario, holder)
     if scenario == "power-off":
         monitor.watch(holder, lab.nodes[holder].ns)
